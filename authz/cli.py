@@ -1,0 +1,116 @@
+"""Command line: ``authz serve`` and ``authz check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from authz import logs
+from authz.config import load_settings, masked
+from authz.errors import ConfigError
+from authz.settings import Settings
+
+log = logging.getLogger("authz.cli")
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authz", description="Envoy ext_authz gRPC server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "serve Check, health and reflection over gRPC"),
+        ("check-config", "validate the configuration and print it (secrets masked)"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--config", help="YAML config file (env AUTHZ_CONFIG); env overrides it")
+        cmd.add_argument("--listen", help="gRPC HOST:PORT (env AUTHZ_LISTEN, default 0.0.0.0:9191)")
+        cmd.add_argument(
+            "--http-listen",
+            help="metrics/health HOST:PORT (env AUTHZ_HTTP_LISTEN, default 0.0.0.0:9090)",
+        )
+        cmd.add_argument(
+            "--workers", type=int, help="processes sharing the port (env AUTHZ_WORKERS)"
+        )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
+    env = dict(os.environ)
+    # Flags are the most specific source: they override the environment and the file.
+    for flag, var in (
+        ("listen", "AUTHZ_LISTEN"),
+        ("http_listen", "AUTHZ_HTTP_LISTEN"),
+        ("workers", "AUTHZ_WORKERS"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            env[var] = str(value)
+    return load_settings(env, args.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings, warnings = _settings(args)
+    except ConfigError as exc:
+        print("authz: invalid configuration:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    logs.setup(settings.log_level)
+    for warning in warnings:
+        log.warning(warning)
+    if args.command == "check-config":
+        print(json.dumps(masked(settings), indent=2))
+        return 0
+    if settings.workers > 1:
+        return _run_workers(settings)
+    return _run_one(settings, reuse_port=False)
+
+
+def _run_one(settings: Settings, *, reuse_port: bool) -> int:
+    from authz.server import serve
+
+    try:
+        asyncio.run(serve(settings, reuse_port=reuse_port))
+    except OSError as exc:
+        log.error("cannot serve", extra={"detail": str(exc)})
+        return 1
+    return 0
+
+
+def _worker(settings: Settings) -> None:
+    logs.setup(settings.log_level)
+    sys.exit(_run_one(settings, reuse_port=True))
+
+
+def _run_workers(settings: Settings) -> int:
+    """N processes sharing the gRPC and HTTP ports (SO_REUSEPORT), each with its own caches."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(settings,), name=f"authz-worker-{i}")
+        for i in range(settings.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    log.info("workers started", extra={"workers": len(procs), "pids": [p.pid for p in procs]})
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for proc in procs:
+        proc.join()
+        codes.append(proc.exitcode or 0)
+    return max(codes)

@@ -1,0 +1,99 @@
+"""The decision core: an AuthRequest in, a Decision out. No I/O, no clock, no awaiting.
+
+``now`` and a key lookup are passed in. When a token names a ``kid`` the key set lacks,
+the core answers :class:`NeedKeys` once; the edge refetches (rate limited) and asks again
+with ``refetched=True``.
+"""
+
+from __future__ import annotations
+
+from authz.decision import Allow, Decision, Deny, NeedKeys, json_deny
+from authz.errors import AuthzError, ForbiddenError, UnknownKeyError
+from authz.identity import GroupPolicy, Identity, normalize_header_name
+from authz.paths import PathRules
+from authz.request import AuthRequest, bearer_token
+from authz.settings import Settings
+from authz.token_cache import TokenCache
+from authz.tokens import KeyLookup, TokenValidator
+
+
+class Engine:
+    """Decides every Check. Built once at start from Settings."""
+
+    def __init__(self, settings: Settings, token_cache: TokenCache | None = None) -> None:
+        self.settings = settings
+        self.validator = TokenValidator(
+            settings.issuers, clock_skew=settings.clock_skew, max_bytes=settings.max_token_bytes
+        )
+        self.skip = PathRules(settings.skip_auth_urls)
+        self.policy = GroupPolicy(settings.groups_allowlist)
+        self.cache = token_cache or TokenCache(settings.token_cache_size, settings.token_cache_ttl)
+        self._identity_headers = frozenset({settings.userid_header, settings.groups_header})
+        self._denies: dict[tuple[int, str], Deny] = {}
+        self._bearer_challenge = f'Bearer realm="{settings.realm}"'
+
+    # -- public -----------------------------------------------------------------
+
+    def decide(
+        self, req: AuthRequest, now: float, keys: KeyLookup, *, refetched: bool = False
+    ) -> Decision | NeedKeys:
+        spoofed = self.spoofed_headers(req)
+        if self.skip and self.skip.matches(req.path):
+            return Allow(reason="skip_auth", remove=spoofed)
+        auth = req.headers.get("authorization")
+        if auth is None:
+            return self.deny(401, "missing_credentials")
+        try:
+            identity = self.authenticate_bearer(auth, now, keys)
+        except UnknownKeyError as exc:
+            if not refetched:
+                return NeedKeys(exc.issuer)
+            return self.deny(exc.status, exc.code)
+        except AuthzError as exc:
+            return self.deny(exc.status, exc.code)
+        return self.authorize(identity, spoofed, "bearer")
+
+    def authenticate_bearer(self, value: str, now: float, keys: KeyLookup) -> Identity:
+        """Identity of an Authorization header value; raises AuthzError."""
+        token = bearer_token(value)
+        key = self.cache.key(token)
+        identity = self.cache.get(key, now)
+        if identity is None:
+            identity = self.validator.validate(token, now, keys)
+            self.cache.put(key, identity, now)
+        return identity
+
+    def authorize(self, identity: Identity, spoofed: tuple[str, ...], reason: str) -> Decision:
+        """Allow with identity headers, or 403 when no group is on the allowlist."""
+        if not self.policy.allows(identity):
+            return self.deny(ForbiddenError.status, "group_not_allowed")
+        settings = self.settings
+        headers: tuple[tuple[str, str], ...] = ((settings.userid_header, identity.user),)
+        # Our own names are overwritten by the set; only other spellings must be removed.
+        remove = tuple(name for name in spoofed if name not in self._identity_headers)
+        if identity.groups:
+            headers += ((settings.groups_header, ",".join(identity.groups)),)
+        elif settings.groups_header in spoofed:
+            remove += (settings.groups_header,)
+        return Allow(reason=reason, headers=headers, remove=remove, identity=identity)
+
+    def spoofed_headers(self, req: AuthRequest) -> tuple[str, ...]:
+        """Names of client-sent headers that claim to be an identity header."""
+        names = self._identity_headers
+        return tuple(name for name in req.headers if normalize_header_name(name) in names)
+
+    def deny(self, status: int, reason: str) -> Deny:
+        """A prebuilt deny for (status, reason); 401s carry an RFC 6750 challenge."""
+        cached = self._denies.get((status, reason))
+        if cached is not None:
+            return cached
+        extra: tuple[tuple[str, str], ...] = ()
+        if status == 401:
+            challenge = self._bearer_challenge
+            if reason not in ("missing_credentials",):
+                challenge += ', error="invalid_token"'
+            extra = (("www-authenticate", challenge),)
+        deny = json_deny(status, reason, extra)
+        if len(self._denies) < 256:
+            self._denies[(status, reason)] = deny
+        return deny

@@ -1,0 +1,97 @@
+"""Envoy's ext_authz v3 messages to and from the core's values (xds-protos, upb)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+from envoy.type.v3 import http_status_pb2
+from google.rpc import code_pb2, status_pb2
+
+from authz.decision import Allow, Deny
+from authz.errors import AuthzError
+from authz.request import AuthRequest
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_GRPC_CODES = {
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    503: code_pb2.UNAVAILABLE,
+}
+_OK_STATUS = status_pb2.Status(code=code_pb2.OK)
+
+
+def parse_check_request(message: Any) -> AuthRequest:
+    """The request attributes authz uses. Raises AuthzError("request_invalid")."""
+    http = message.attributes.request.http
+    headers: dict[str, str] = dict(http.headers)
+    if not headers and http.header_map.headers:
+        # encode_raw_headers: values are bytes; repeated names are joined as Envoy does.
+        for entry in http.header_map.headers:
+            value = entry.raw_value.decode("utf-8", "replace") if entry.raw_value else entry.value
+            name = entry.key.lower()
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+    path = http.path or headers.get(":path", "")
+    if not path:
+        raise AuthzError("request_invalid", "CheckRequest has no HTTP path")
+    return AuthRequest(
+        method=http.method or headers.get(":method", ""),
+        path=path,
+        host=http.host or headers.get(":authority", ""),
+        scheme=http.scheme or headers.get(":scheme", ""),
+        headers=headers,
+        request_id=headers.get("x-request-id", "") or http.id,
+    )
+
+
+def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.HeaderValueOption]:
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
+        )
+        for key, value in headers
+    ]
+
+
+def ok_response(decision: Allow) -> pb.CheckResponse:
+    return pb.CheckResponse(
+        status=_OK_STATUS,
+        ok_response=pb.OkHttpResponse(
+            headers=_header_options(decision.headers),
+            headers_to_remove=list(decision.remove),
+        ),
+    )
+
+
+def denied_response(decision: Deny) -> pb.CheckResponse:
+    return pb.CheckResponse(
+        status=status_pb2.Status(
+            code=_GRPC_CODES.get(decision.status, code_pb2.PERMISSION_DENIED),
+            message=decision.reason,
+        ),
+        denied_response=pb.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=decision.status),  # type: ignore[arg-type]
+            headers=_header_options(decision.headers),
+            body=decision.body,
+        ),
+    )
+
+
+class ResponseEncoder:
+    """Decision to CheckResponse; deny responses are built once per Deny value."""
+
+    __slots__ = ("_denies",)
+
+    def __init__(self) -> None:
+        self._denies: dict[Deny, pb.CheckResponse] = {}
+
+    def encode(self, decision: Allow | Deny) -> pb.CheckResponse:
+        if isinstance(decision, Allow):
+            return ok_response(decision)
+        cached = self._denies.get(decision)
+        if cached is None:
+            cached = denied_response(decision)
+            if len(self._denies) < 512 and not any(k == "set-cookie" for k, _ in decision.headers):
+                self._denies[decision] = cached
+        return cached

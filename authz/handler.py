@@ -1,0 +1,72 @@
+"""The Check edge: CheckRequest -> AuthRequest -> Engine -> CheckResponse, with I/O between.
+
+Never raises: a malformed request or an internal error becomes a deny with a reason code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+
+from authz import metrics
+from authz.decision import Allow, Decision, Deny, NeedKeys
+from authz.engine import Engine
+from authz.envoy import ResponseEncoder, parse_check_request
+from authz.errors import AuthzError
+from authz.jwks import KeyManager
+
+log = logging.getLogger("authz.check")
+
+
+class CheckHandler:
+    """Answers one Check. Owned by the gRPC servicer."""
+
+    def __init__(self, engine: Engine, keys: KeyManager, *, clock: Any = time.time) -> None:
+        self.engine = engine
+        self.keys = keys
+        self._clock = clock
+        self._encoder = ResponseEncoder()
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        self._cache = engine.cache
+
+    async def check(self, message: pb.CheckRequest) -> pb.CheckResponse:
+        started = time.perf_counter()
+        request_id = ""
+        hits = self._cache.hits
+        try:
+            req = parse_check_request(message)
+            request_id = req.request_id
+            result = self.engine.decide(req, self._clock(), self.keys.lookup)
+            if isinstance(result, NeedKeys):
+                await self.keys.refetch_unknown_kid(result.issuer)
+                result = self.engine.decide(req, self._clock(), self.keys.lookup, refetched=True)
+            decision: Decision = result  # type: ignore[assignment]
+        except AuthzError as exc:
+            decision = self.engine.deny(exc.status, exc.code)
+        except Exception:
+            log.exception("check failed", extra={"request_id": request_id})
+            decision = self.engine.deny(500, "internal_error")
+        response = self._encoder.encode(decision)
+        self._record(decision, request_id, started, self._cache.hits != hits)
+        return response
+
+    def _record(self, decision: Decision, request_id: str, started: float, cache_hit: bool) -> None:
+        kind = "allow" if isinstance(decision, Allow) else "deny"
+        if isinstance(decision, Deny) and decision.status in (301, 302, 303, 307):
+            kind = "redirect"
+        metrics.CHECKS.labels(kind, decision.reason).inc()
+        metrics.CHECK_SECONDS.observe(time.perf_counter() - started)
+        if cache_hit:
+            metrics.TOKEN_CACHE.labels("hit").inc()
+        if self._debug:
+            extra: dict[str, Any] = {
+                "decision": kind,
+                "reason": decision.reason,
+                "request_id": request_id,
+            }
+            if isinstance(decision, Deny):
+                extra["status"] = decision.status
+            log.debug("decision", extra=extra)

@@ -1,0 +1,126 @@
+"""Compact JWS parsing and signature verification (RFC 7515, RFC 8725).
+
+Strict: base64url without padding, UTF-8 JSON objects without duplicate keys or
+NaN/Infinity, JWE and ``zip`` refused before anything else is parsed, unknown ``crit``
+refused, ``jku``/``x5u``/``jwk``/``x5c`` never followed (they play no part in choosing
+the key). Raises :class:`TokenError` with a stable code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from authz.errors import TokenError
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+MAX_KID_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJWS:
+    """A structurally valid compact JWS whose signature is not yet checked."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+    @property
+    def alg(self) -> str:
+        return str(self.header["alg"])
+
+    @property
+    def kid(self) -> str | None:
+        kid = self.header.get("kid")
+        return kid if isinstance(kid, str) else None
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode unpadded base64url; raises TokenError("token_malformed")."""
+    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+        raise TokenError("token_malformed", "bad base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise TokenError("token_malformed", "bad base64url") from exc
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise TokenError("token_malformed", "duplicate JSON member")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise TokenError("token_malformed", f"JSON constant {name} not allowed")
+
+
+def strict_json_object(data: bytes) -> dict[str, Any]:
+    """Parse UTF-8 JSON that must be an object; duplicate keys and NaN/Infinity refused."""
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except TokenError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise TokenError("token_malformed", "not UTF-8 JSON") from exc
+    if not isinstance(value, dict):
+        raise TokenError("token_malformed", "not a JSON object")
+    return value
+
+
+def parse_compact(token: str, max_bytes: int) -> ParsedJWS:
+    """Split and decode a compact JWS; check the header's structure."""
+    if len(token) > max_bytes:
+        raise TokenError("token_too_large", f"over {max_bytes} bytes")
+    dots = token.count(".")
+    if dots == 4:
+        raise TokenError("token_encrypted", "JWE is not accepted")
+    if dots != 2:
+        raise TokenError("token_malformed", "not three segments")
+    head_b64, payload_b64, sig_b64 = token.split(".")
+    if not sig_b64:
+        raise TokenError("token_signature_missing", "empty signature")
+    header = strict_json_object(b64url_decode(head_b64))
+    _check_header(header)
+    payload = b64url_decode(payload_b64)
+    signature = b64url_decode(sig_b64)
+    if not signature:
+        raise TokenError("token_signature_missing", "empty signature")
+    return ParsedJWS(
+        header=header,
+        payload=payload,
+        signing_input=f"{head_b64}.{payload_b64}".encode("ascii"),
+        signature=signature,
+    )
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise TokenError("token_header_invalid", "alg missing")
+    if alg.lower() == "none":
+        raise TokenError("token_alg_not_allowed", "alg none")
+    if "enc" in header or "zip" in header:
+        raise TokenError("token_encrypted", "enc/zip header")
+    if "crit" in header:
+        # No JWS extension is understood, so any crit list must be refused (RFC 7515 4.1.11).
+        raise TokenError("token_header_invalid", "unsupported crit")
+    if header.get("b64") is False:
+        raise TokenError("token_header_invalid", "unencoded payload")
+    kid = header.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH):
+        raise TokenError("token_header_invalid", "kid not a short string")
+    typ = header.get("typ")
+    if typ is not None and not isinstance(typ, str):
+        raise TokenError("token_header_invalid", "typ not a string")

@@ -1,0 +1,72 @@
+"""Path rules: which request paths skip authentication.
+
+A path can only be skipped when it is in canonical form. Anything an upstream might
+resolve differently from a plain string compare (dot segments, double slashes, encoded
+slashes or backslashes, backslashes, ``;`` parameters, control characters, encoded dots)
+makes the path "not canonical", and a non-canonical path is never skipped: it requires
+authentication. So normalization tricks can only ever ask for *more* checking.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Everything that some server, proxy or framework resolves to a different path.
+_NOT_CANONICAL = re.compile(
+    r"//|\\|;|%2f|%5c|%2e|%00|%25|(?:^|/)\.\.?(?:/|$)|[\x00-\x20\x7f]",
+    re.IGNORECASE,
+)
+
+
+def request_path(path: str) -> str:
+    """The path of a request target, without query or fragment."""
+    cut = len(path)
+    for sep in ("?", "#"):
+        index = path.find(sep)
+        if index != -1 and index < cut:
+            cut = index
+    return path[:cut]
+
+
+def is_canonical(path: str) -> bool:
+    """True when ``path`` (already without query/fragment) has one obvious meaning."""
+    return path.startswith("/") and _NOT_CANONICAL.search(path) is None
+
+
+class PathRules:
+    """A set of path prefixes matched at segment boundaries, compiled once.
+
+    A rule ``/dex/`` matches ``/dex/`` and anything below it; a rule ``/dex`` matches
+    ``/dex`` itself and anything below ``/dex/`` (never ``/dexter``). Lookup costs a few
+    set probes per path segment, whatever the number of rules.
+    """
+
+    __slots__ = ("_exact", "_max_depth", "_subtree")
+
+    def __init__(self, prefixes: tuple[str, ...] | list[str]) -> None:
+        self._exact: frozenset[str] = frozenset(p for p in prefixes if not p.endswith("/"))
+        self._subtree: frozenset[str] = frozenset(p for p in prefixes if p.endswith("/"))
+        self._max_depth = max((p.count("/") for p in prefixes), default=0)
+
+    def __bool__(self) -> bool:
+        return bool(self._exact or self._subtree)
+
+    def matches(self, path: str) -> bool:
+        """True when the path (with or without query) falls under a rule and is canonical."""
+        if not (self._exact or self._subtree):
+            return False
+        path = request_path(path)
+        if not is_canonical(path):
+            return False
+        if path in self._exact or path in self._subtree:
+            return True
+        index = 0
+        depth = 0
+        while depth < self._max_depth:
+            index = path.find("/", index + 1) if depth else 0
+            if index == -1:
+                return False
+            depth += 1
+            if path[:index] in self._exact or path[: index + 1] in self._subtree:
+                return True
+        return False

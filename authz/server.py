@@ -1,0 +1,168 @@
+"""The gRPC server: ext_authz Check, grpc.health.v1 and reflection on one port.
+
+Everything is built in one readable block in :func:`build`; :class:`App` runs it and
+shuts it down: on SIGTERM health goes NOT_SERVING, in-flight Checks finish within the
+grace period, then the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+from envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from authz.admin_http import AdminHTTP
+from authz.engine import Engine
+from authz.fetch import Fetcher
+from authz.handler import CheckHandler
+from authz.jwks import KeyManager
+from authz.settings import Settings
+
+log = logging.getLogger("authz.server")
+AUTHORIZATION_SERVICE = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
+HEALTH_SERVICES = ("", AUTHORIZATION_SERVICE)
+_READY_POLL = 1.0
+
+
+class _Authorization(pb_grpc.AuthorizationServicer):
+    def __init__(self, handler: CheckHandler) -> None:
+        self._check = handler.check
+
+    async def Check(
+        self, request: pb.CheckRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckResponse:
+        return await self._check(request)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class Components:
+    settings: Settings
+    keys: KeyManager
+    engine: Engine
+    handler: CheckHandler
+
+
+def build(settings: Settings) -> Components:
+    """Every long-lived object, built once at start."""
+    fetcher = Fetcher()
+    keys = KeyManager(settings.issuers, fetcher, stale_window=settings.jwks_stale_window)
+    engine = Engine(settings)
+    handler = CheckHandler(engine, keys)
+    return Components(settings=settings, keys=keys, engine=engine, handler=handler)
+
+
+class App:
+    """One serving process."""
+
+    def __init__(self, components: Components, *, reuse_port: bool = False) -> None:
+        self.c = components
+        self._reuse_port = reuse_port
+        self.health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._admin = AdminHTTP(ready=self.ready)
+        self._stopping = asyncio.Event()
+        self._serving = False
+        self._watch: asyncio.Task[None] | None = None
+        self.grpc_port = 0
+        self.http_port = 0
+
+    def ready(self) -> bool:
+        return self._serving and self.c.keys.ready
+
+    async def start(self) -> None:
+        settings = self.c.settings
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+                ("grpc.max_receive_message_length", 1 << 20),
+                ("grpc.max_concurrent_streams", 1000),
+            ],
+            maximum_concurrent_rpcs=settings.max_concurrent_checks,
+        )
+        pb_grpc.add_AuthorizationServicer_to_server(_Authorization(self.c.handler), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (AUTHORIZATION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        for name in HEALTH_SERVICES:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        host, port = _split(settings.listen)
+        if settings.tls.enabled:
+            from authz.tls import server_credentials
+
+            self.grpc_port = server.add_secure_port(
+                f"{host}:{port}", server_credentials(settings.tls)
+            )
+        else:
+            self.grpc_port = server.add_insecure_port(f"{host}:{port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on {settings.listen}")
+        await server.start()
+        self._server = server
+        http_host, http_port = _split(settings.http_listen)
+        self.http_port = await self._admin.start(http_host, http_port, reuse_port=self._reuse_port)
+        self._serving = True
+        self.c.keys.start()
+        self._watch = asyncio.create_task(self._watch_readiness())
+        log.info(
+            "serving",
+            extra={"grpc": f"{host}:{self.grpc_port}", "http": f"{http_host}:{self.http_port}",
+                   "issuers": [i.issuer for i in settings.issuers]},
+        )  # fmt: skip
+
+    async def _watch_readiness(self) -> None:
+        current: bool | None = None
+        while True:
+            ready = self.ready()
+            if ready != current:
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if ready
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in HEALTH_SERVICES:
+                    await self.health.set(name, status)
+                log.info("health", extra={"status": "SERVING" if ready else "NOT_SERVING"})
+                current = ready
+            await asyncio.sleep(_READY_POLL if current else 0.1)
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self._stopping.wait()
+        await self.stop()
+
+    async def stop(self) -> None:
+        grace = self.c.settings.shutdown_grace
+        log.info("shutting down", extra={"grace_seconds": grace})
+        self._serving = False
+        if self._watch is not None:
+            self._watch.cancel()
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self._admin.close()
+        await self.c.keys.close()
+        log.info("stopped")
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    app = App(build(settings), reuse_port=reuse_port)
+    await app.start()
+    await app.run_until_stopped()

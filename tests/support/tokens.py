@@ -24,6 +24,7 @@ def b64url_json(obj: Any) -> str:
     return b64url(json.dumps(obj, separators=(",", ":")).encode())
 
 
+_JOSE_KEYS: dict[tuple[int, str], Any] = {}
 _RSA_CACHE: dict[int, list[rsa.RSAPrivateKey]] = {}
 
 
@@ -75,7 +76,11 @@ class SigningKey:
         extra = dict(headers or {})
         if self.kid is not None:
             extra.setdefault("kid", self.kid)
-        return jws.sign(json.dumps(claims).encode(), self.private_pem, headers=extra, algorithm=self.alg)
+        # A prepared jose key: loading a PEM re-checks the RSA key, which costs milliseconds.
+        key = _JOSE_KEYS.get((id(self.private), self.alg))
+        if key is None:
+            key = _JOSE_KEYS[(id(self.private), self.alg)] = jwk.construct(self.private_pem, self.alg)
+        return jws.sign(json.dumps(claims).encode(), key, headers=extra, algorithm=self.alg)
 
 
 def rs256(kid: str | None = "rsa-1", index: int = 0) -> SigningKey:

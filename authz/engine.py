@@ -90,7 +90,8 @@ class Engine:
         extra: tuple[tuple[str, str], ...] = ()
         if status == 401:
             challenge = self._bearer_challenge
-            if reason not in ("missing_credentials",):
+            # RFC 6750 3.1: no error code when no bearer credential was presented at all.
+            if reason not in ("missing_credentials", "authorization_scheme_unsupported"):
                 challenge += ', error="invalid_token"'
             extra = (("www-authenticate", challenge),)
         deny = json_deny(status, reason, extra)

@@ -35,9 +35,7 @@ def _parser() -> argparse.ArgumentParser:
             "--http-listen",
             help="metrics/health HOST:PORT (env AUTHZ_HTTP_LISTEN, default 0.0.0.0:9090)",
         )
-        cmd.add_argument(
-            "--workers", type=int, help="processes sharing the port (env AUTHZ_WORKERS)"
-        )
+        cmd.add_argument("--workers", type=int, help="processes sharing the port (env AUTHZ_WORKERS)")
     return parser
 
 
@@ -94,10 +92,7 @@ def _worker(settings: Settings) -> None:
 def _run_workers(settings: Settings) -> int:
     """N processes sharing the gRPC and HTTP ports (SO_REUSEPORT), each with its own caches."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(settings,), name=f"authz-worker-{i}")
-        for i in range(settings.workers)
-    ]
+    procs = [ctx.Process(target=_worker, args=(settings,), name=f"authz-worker-{i}") for i in range(settings.workers)]
     for proc in procs:
         proc.start()
     log.info("workers started", extra={"workers": len(procs), "pids": [p.pid for p in procs]})

@@ -159,7 +159,7 @@ def load_settings(
     if path:
         raw = _read_yaml(path, problems)
     _overlay_env(raw, env, problems, warnings)
-    settings = _Builder(raw, problems).build()
+    settings = _Builder(raw, problems, warnings).build()
     if problems or settings is None:
         raise ConfigError(problems)
     return settings, warnings
@@ -183,9 +183,7 @@ def _read_yaml(path: str, problems: list[str]) -> dict[str, Any]:
     return data
 
 
-def _overlay_env(
-    raw: dict[str, Any], env: Mapping[str, str], problems: list[str], warnings: list[str]
-) -> None:
+def _overlay_env(raw: dict[str, Any], env: Mapping[str, str], problems: list[str], warnings: list[str]) -> None:
     for name, why in ENV_REJECTED.items():
         if env.get(name):
             problems.append(f"{name}: not supported by authz: {why}")
@@ -230,9 +228,10 @@ def _is_loopback(host: str) -> bool:
 class _Builder:
     """Turns the merged raw mapping into Settings, appending every problem found."""
 
-    def __init__(self, raw: dict[str, Any], problems: list[str]) -> None:
+    def __init__(self, raw: dict[str, Any], problems: list[str], warnings: list[str]) -> None:
         self.raw = raw
         self.problems = problems
+        self.warnings = warnings
 
     def bad(self, field: str, message: str) -> None:
         self.problems.append(f"{field}: {message}")
@@ -328,8 +327,7 @@ class _Builder:
             if alg not in SUPPORTED_ALGORITHMS:
                 self.bad(
                     where,
-                    f"{alg!r} is not accepted (never 'none' or HMAC); "
-                    f"choose from {', '.join(SUPPORTED_ALGORITHMS)}",
+                    f"{alg!r} is not accepted (never 'none' or HMAC); choose from {', '.join(SUPPORTED_ALGORITHMS)}",
                 )
         return tuple(a for a in algs if a in SUPPORTED_ALGORITHMS) or DEFAULT_ALGORITHMS
 
@@ -384,17 +382,16 @@ class _Builder:
 
         url_prefix = str(raw.get("url_prefix") or DEFAULT_URL_PREFIX)
         if not (url_prefix.startswith("/") and url_prefix.endswith("/")):
-            self.bad(
-                "url_prefix (AUTHSERVICE_URL_PREFIX)", f"{url_prefix!r} must start and end with '/'"
-            )
+            self.bad("url_prefix (AUTHSERVICE_URL_PREFIX)", f"{url_prefix!r} must start and end with '/'")
         skip = _csv(raw.get("skip_auth_urls"))
         for entry in skip:
             if not entry.startswith("/") or "?" in entry or "#" in entry:
-                self.bad(
-                    "skip_auth_urls (SKIP_AUTH_URLS)", f"{entry!r} must be a path starting with '/'"
-                )
-        if oidc.client_id and not oidc.redirect_url and login_issuer:
-            pass  # the callback path alone (prefix + oidc/callback) is used; see login settings
+                self.bad("skip_auth_urls (SKIP_AUTH_URLS)", f"{entry!r} must be a path starting with '/'")
+        if login_issuer and not oidc.redirect_url:
+            self.warnings.append(
+                "browser login is off: set REDIRECT_URL to the absolute URL of "
+                f"{url_prefix}oidc/callback on the gateway; bearer tokens are still accepted"
+            )
 
         log_level = str(raw.get("log_level") or "INFO").upper()
         if log_level not in _LOG_LEVELS:
@@ -447,9 +444,7 @@ class _Builder:
         scopes = _csv(raw.get("scopes")) or _default(OIDCClientSettings, "scopes")
         if "openid" not in scopes:
             scopes = ("openid", *scopes)
-        method = str(
-            raw.get("token_auth_method") or _default(OIDCClientSettings, "token_auth_method")
-        )
+        method = str(raw.get("token_auth_method") or _default(OIDCClientSettings, "token_auth_method"))
         if method not in ("client_secret_basic", "client_secret_post"):
             self.bad(
                 "oidc.token_auth_method",
@@ -518,9 +513,7 @@ class _Builder:
             self.bad("session.redis_url", "must be a redis://, rediss:// or unix:// URL")
         same_site = str(raw.get("same_site") or _default(SessionSettings, "same_site")).capitalize()
         if same_site not in ("Lax", "Strict", "None"):
-            self.bad(
-                "session.same_site (SESSION_SAME_SITE)", f"{same_site!r}: use Lax, Strict or None"
-            )
+            self.bad("session.same_site (SESSION_SAME_SITE)", f"{same_site!r}: use Lax, Strict or None")
         secure = self.boolean("session.secure (SESSION_COOKIE_SECURE)", raw.get("secure"), True)
         if same_site == "None" and not secure:
             self.bad("session.same_site (SESSION_SAME_SITE)", "None requires secure cookies")

@@ -34,9 +34,7 @@ class Engine:
 
     # -- public -----------------------------------------------------------------
 
-    def decide(
-        self, req: AuthRequest, now: float, keys: KeyLookup, *, refetched: bool = False
-    ) -> Decision | NeedKeys:
+    def decide(self, req: AuthRequest, now: float, keys: KeyLookup, *, refetched: bool = False) -> Decision | NeedKeys:
         spoofed = self.spoofed_headers(req)
         if self.skip and self.skip.matches(req.path):
             return Allow(reason="skip_auth", remove=spoofed)
@@ -63,8 +61,14 @@ class Engine:
             self.cache.put(key, identity, now)
         return identity
 
-    def authorize(self, identity: Identity, spoofed: tuple[str, ...], reason: str) -> Decision:
-        """Allow with identity headers, or 403 when no group is on the allowlist."""
+    def authorize(
+        self, identity: Identity, spoofed: tuple[str, ...], reason: str, upstream_cookie: str | None = None
+    ) -> Decision:
+        """Allow with identity headers, or 403 when no group is on the allowlist.
+
+        ``upstream_cookie``: the Cookie header to send upstream instead of the client's
+        (the session cookie taken out); "" removes the header.
+        """
         if not self.policy.allows(identity):
             return self.deny(ForbiddenError.status, "group_not_allowed")
         settings = self.settings
@@ -75,6 +79,11 @@ class Engine:
             headers += ((settings.groups_header, ",".join(identity.groups)),)
         elif settings.groups_header in spoofed:
             remove += (settings.groups_header,)
+        if upstream_cookie is not None:
+            if upstream_cookie:
+                headers += (("cookie", upstream_cookie),)
+            else:
+                remove += ("cookie",)
         return Allow(reason=reason, headers=headers, remove=remove, identity=identity)
 
     def spoofed_headers(self, req: AuthRequest) -> tuple[str, ...]:

@@ -47,9 +47,7 @@ def parse_check_request(message: Any) -> AuthRequest:
 
 def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.HeaderValueOption]:
     return [
-        base_pb2.HeaderValueOption(
-            header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
-        )
+        base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE)
         for key, value in headers
     ]
 

@@ -61,9 +61,7 @@ class Fetcher:
             verify: ssl.SSLContext | bool = True
             if ca_bundle:
                 verify = ssl.create_default_context(cafile=ca_bundle)
-            client = httpx.AsyncClient(
-                timeout=self._timeout, follow_redirects=False, verify=verify, trust_env=False
-            )
+            client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False, verify=verify, trust_env=False)
             self._clients[ca_bundle] = client
         return client
 
@@ -73,9 +71,7 @@ class Fetcher:
         host = urlsplit(url).netloc
         for _ in range(HTTP_MAX_REDIRECTS + 1):
             try:
-                async with client.stream(
-                    "GET", url, headers={"accept": "application/json"}
-                ) as resp:
+                async with client.stream("GET", url, headers={"accept": "application/json"}) as resp:
                     if resp.is_redirect:
                         target = urljoin(url, resp.headers.get("location", ""))
                         if urlsplit(target).netloc != host:

@@ -17,6 +17,7 @@ from authz.engine import Engine
 from authz.envoy import ResponseEncoder, parse_check_request
 from authz.errors import AuthzError
 from authz.jwks import KeyManager
+from authz.login_flow import LoginFlow
 
 log = logging.getLogger("authz.check")
 
@@ -24,9 +25,12 @@ log = logging.getLogger("authz.check")
 class CheckHandler:
     """Answers one Check. Owned by the gRPC servicer."""
 
-    def __init__(self, engine: Engine, keys: KeyManager, *, clock: Any = time.time) -> None:
+    def __init__(
+        self, engine: Engine, keys: KeyManager, *, login: LoginFlow | None = None, clock: Any = time.time
+    ) -> None:
         self.engine = engine
         self.keys = keys
+        self.login = login
         self._clock = clock
         self._encoder = ResponseEncoder()
         self._debug = log.isEnabledFor(logging.DEBUG)
@@ -39,11 +43,17 @@ class CheckHandler:
         try:
             req = parse_check_request(message)
             request_id = req.request_id
-            result = self.engine.decide(req, self._clock(), self.keys.lookup)
-            if isinstance(result, NeedKeys):
-                await self.keys.refetch_unknown_kid(result.issuer)
-                result = self.engine.decide(req, self._clock(), self.keys.lookup, refetched=True)
-            decision: Decision = result  # type: ignore[assignment]
+            login = self.login
+            if login is not None and (
+                login.handles(req) or ("authorization" not in req.headers and not self.engine.skip.matches(req.path))
+            ):
+                decision: Decision = await login.check(req)
+            else:
+                result = self.engine.decide(req, self._clock(), self.keys.lookup)
+                if isinstance(result, NeedKeys):
+                    await self.keys.refetch_unknown_kid(result.issuer)
+                    result = self.engine.decide(req, self._clock(), self.keys.lookup, refetched=True)
+                decision = result  # type: ignore[assignment]
         except AuthzError as exc:
             decision = self.engine.deny(exc.status, exc.code)
         except Exception:

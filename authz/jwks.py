@@ -94,9 +94,7 @@ class KeyManager:
     @property
     def ready(self) -> bool:
         """Keys are loaded for every issuer marked required."""
-        return all(
-            self.lookup(name) is not None for name, s in self._states.items() if s.settings.required
-        )
+        return all(self.lookup(name) is not None for name, s in self._states.items() if s.settings.required)
 
     def discovery(self, issuer: str) -> dict[str, Any] | None:
         state = self._states.get(issuer)
@@ -175,9 +173,7 @@ class KeyManager:
         issuer = state.settings.issuer
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
-            fetched = await self._fetcher.get_json(
-                url, state.settings.ca_bundle, "discovery_failed"
-            )
+            fetched = await self._fetcher.get_json(url, state.settings.ca_bundle, "discovery_failed")
         except DependencyUnavailable:
             metrics.KEY_FETCHES.labels(issuer, "discovery_error").inc()
             raise
@@ -204,9 +200,7 @@ class KeyManager:
                 await self._discover(state)
             assert state.jwks_uri is not None
             try:
-                fetched = await self._fetcher.get_json(
-                    state.jwks_uri, settings.ca_bundle, "jwks_fetch_failed"
-                )
+                fetched = await self._fetcher.get_json(state.jwks_uri, settings.ca_bundle, "jwks_fetch_failed")
             except DependencyUnavailable:
                 metrics.KEY_FETCHES.labels(issuer, "error").inc()
                 raise

@@ -67,9 +67,7 @@ def strict_json_object(data: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object; duplicate keys and NaN/Infinity refused."""
     try:
         text = data.decode("utf-8")
-        value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
     except TokenError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -47,9 +47,7 @@ class _PSSVerifier:
         hash_cls = _PSS_HASHES[alg]
         self._key = key
         self._hash = hash_cls()
-        self._padding = padding.PSS(
-            mgf=padding.MGF1(hash_cls()), salt_length=self._hash.digest_size
-        )
+        self._padding = padding.PSS(mgf=padding.MGF1(hash_cls()), salt_length=self._hash.digest_size)
 
     def verify(self, msg: bytes, sig: bytes) -> bool:
         try:

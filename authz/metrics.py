@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-CHECKS = Counter(
-    "authz_checks_total", "Check decisions by decision and reason code", ["decision", "reason"]
-)
+CHECKS = Counter("authz_checks_total", "Check decisions by decision and reason code", ["decision", "reason"])
 CHECK_SECONDS = Histogram(
     "authz_check_duration_seconds",
     "Time to answer a Check, from receipt to response",
@@ -21,9 +19,7 @@ KEYS_LOADED = Gauge(
     "authz_keys_loaded", "Usable keys currently loaded per issuer", ["issuer"],
     multiprocess_mode="max",
 )  # fmt: skip
-TOKEN_CACHE = Counter(
-    "authz_token_cache_total", "Verified-token cache lookups by result", ["result"]
-)
+TOKEN_CACHE = Counter("authz_token_cache_total", "Verified-token cache lookups by result", ["result"])
 SESSION_OPS = Counter(
     "authz_session_operations_total", "Session store operations by operation and result",
     ["operation", "result"],

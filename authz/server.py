@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2 as pb
@@ -23,6 +25,11 @@ from authz.engine import Engine
 from authz.fetch import Fetcher
 from authz.handler import CheckHandler
 from authz.jwks import KeyManager
+from authz.login import LoginPolicy
+from authz.login_flow import LoginFlow
+from authz.oidc_client import OIDCClient
+from authz.redis_store import RedisStore
+from authz.sessions import MemoryStore, SessionStore
 from authz.settings import Settings
 
 log = logging.getLogger("authz.server")
@@ -35,9 +42,7 @@ class _Authorization(pb_grpc.AuthorizationServicer):
     def __init__(self, handler: CheckHandler) -> None:
         self._check = handler.check
 
-    async def Check(
-        self, request: pb.CheckRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CheckResponse:
+    async def Check(self, request: pb.CheckRequest, context: grpc.aio.ServicerContext) -> pb.CheckResponse:
         return await self._check(request)
 
 
@@ -52,6 +57,7 @@ class Components:
     keys: KeyManager
     engine: Engine
     handler: CheckHandler
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 def build(settings: Settings) -> Components:
@@ -59,8 +65,22 @@ def build(settings: Settings) -> Components:
     fetcher = Fetcher()
     keys = KeyManager(settings.issuers, fetcher, stale_window=settings.jwks_stale_window)
     engine = Engine(settings)
-    handler = CheckHandler(engine, keys)
-    return Components(settings=settings, keys=keys, engine=engine, handler=handler)
+    login: LoginFlow | None = None
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if settings.login_enabled:
+        store: SessionStore
+        if settings.session.store == "redis":
+            store = RedisStore(
+                settings.session.redis_url, cache_ttl=settings.session.cache_ttl,
+                cache_size=settings.session.max_sessions, clock=time.time,
+            )  # fmt: skip
+        else:
+            store = MemoryStore(settings.session.max_sessions, time.time)
+        client = OIDCClient(settings.oidc, settings.ca_bundle)
+        login = LoginFlow(LoginPolicy(settings), engine, keys, store, client, clock=time.time)
+        closers += [store.close, client.aclose]
+    handler = CheckHandler(engine, keys, login=login)
+    return Components(settings=settings, keys=keys, engine=engine, handler=handler, closers=closers)
 
 
 class App:
@@ -102,9 +122,7 @@ class App:
         if settings.tls.enabled:
             from authz.tls import server_credentials
 
-            self.grpc_port = server.add_secure_port(
-                f"{host}:{port}", server_credentials(settings.tls)
-            )
+            self.grpc_port = server.add_secure_port(f"{host}:{port}", server_credentials(settings.tls))
         else:
             self.grpc_port = server.add_insecure_port(f"{host}:{port}")
         if self.grpc_port == 0:
@@ -127,11 +145,7 @@ class App:
         while True:
             ready = self.ready()
             if ready != current:
-                status = (
-                    health_pb2.HealthCheckResponse.SERVING
-                    if ready
-                    else health_pb2.HealthCheckResponse.NOT_SERVING
-                )
+                status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING
                 for name in HEALTH_SERVICES:
                     await self.health.set(name, status)
                 log.info("health", extra={"status": "SERVING" if ready else "NOT_SERVING"})
@@ -159,6 +173,8 @@ class App:
             await self._server.stop(grace)
         await self._admin.close()
         await self.c.keys.close()
+        for close in self.c.closers:
+            await close()
         log.info("stopped")
 
 

@@ -143,3 +143,8 @@ class Settings:
     @property
     def allow_all_groups(self) -> bool:
         return "*" in self.groups_allowlist
+
+    @property
+    def login_enabled(self) -> bool:
+        """Browser login needs the provider and an absolute callback URL (REDIRECT_URL)."""
+        return bool(self.login_issuer and self.oidc.redirect_url)

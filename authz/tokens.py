@@ -41,9 +41,7 @@ class TokenValidator:
 
     __slots__ = ("_all_algs", "_issuers", "_max_bytes", "_skew")
 
-    def __init__(
-        self, issuers: tuple[IssuerSettings, ...], *, clock_skew: float, max_bytes: int
-    ) -> None:
+    def __init__(self, issuers: tuple[IssuerSettings, ...], *, clock_skew: float, max_bytes: int) -> None:
         self._issuers = {i.issuer: i for i in issuers}
         self._skew = clock_skew
         self._max_bytes = max_bytes
@@ -52,7 +50,9 @@ class TokenValidator:
     def issuer(self, name: str) -> IssuerSettings | None:
         return self._issuers.get(name)
 
-    def validate(self, token: str, now: float, keys: KeyLookup) -> Identity:
+    def validate(self, token: str, now: float, keys: KeyLookup, *, nonce: str | None = None) -> Identity:
+        """Identity of a valid token. With ``nonce`` (an ID token from our own login), the
+        token's ``nonce`` claim must equal it (OIDC Core 3.1.3.7 step 11)."""
         jws = parse_compact(token, self._max_bytes)
         if jws.alg not in self._all_algs:
             raise TokenError("token_alg_not_allowed", "alg not accepted")
@@ -68,6 +68,8 @@ class TokenValidator:
         verifier = keyset.verifier(issuer.issuer, jws.kid, jws.alg)
         if not verifier.verify(jws.signing_input, jws.signature):
             raise TokenError("token_signature_invalid", "signature does not verify")
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise TokenError("token_nonce_invalid", "nonce does not match the login")
         return self._identity(claims, issuer, now)
 
     def _check_header(self, jws: ParsedJWS, issuer: IssuerSettings) -> None:

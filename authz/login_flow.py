@@ -1,0 +1,232 @@
+"""The browser flow's I/O: login state and sessions in the store, the token endpoint, keys.
+
+Decisions come from :class:`LoginPolicy` and :class:`Engine`; this module only fetches and
+stores what they need, in order. Every failure becomes a Deny: an error page for a bad
+callback, 503 when the provider or the session store is down (never a login loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from authz import cookies
+from authz.decision import Decision, Deny
+from authz.engine import Engine
+from authz.errors import AuthzError, DependencyUnavailable, FlowError, TokenError, UnknownKeyError
+from authz.identity import Identity
+from authz.jwks import KeyManager
+from authz.login import LoginPolicy, RandomBytes
+from authz.oidc_client import OIDCClient
+from authz.request import AuthRequest
+from authz.sessions import Session, SessionStore
+
+log = logging.getLogger("authz.login")
+REFRESH_LOCK_TTL = 10.0
+REFRESH_WAIT = 3.0
+
+
+class LoginFlow:
+    def __init__(
+        self,
+        policy: LoginPolicy,
+        engine: Engine,
+        keys: KeyManager,
+        store: SessionStore,
+        client: OIDCClient,
+        *,
+        clock: Callable[[], float],
+        rand: RandomBytes = secrets.token_bytes,
+    ) -> None:
+        self.policy = policy
+        self.engine = engine
+        self.keys = keys
+        self.store = store
+        self.client = client
+        self._clock = clock
+        self._rand = rand
+        self._issuer = engine.settings.login_issuer
+        s = engine.settings.session
+        self._max_age = s.max_age
+        self._idle = s.idle_timeout
+        self._touch_every = min(60.0, s.idle_timeout / 10)
+
+    def handles(self, req: AuthRequest) -> bool:
+        return req.path.split("?", 1)[0] in self.policy.paths
+
+    async def check(self, req: AuthRequest) -> Decision:
+        """A request without a bearer token: our own endpoints, a session, or a login."""
+        try:
+            path = req.path.split("?", 1)[0]
+            if path == self.policy.callback_path:
+                return await self._callback(req)
+            if path == self.policy.logout_path:
+                return await self._logout(req)
+            if path != self.policy.login_path:
+                decision = await self._from_session(req)
+                if decision is not None:
+                    return decision
+            return await self._unauthenticated(
+                req, "missing_credentials" if path != self.policy.login_path else "login"
+            )
+        except FlowError as exc:
+            return self.policy.error_page(exc.code)
+        except DependencyUnavailable as exc:
+            return self.engine.deny(503, exc.code)
+
+    # -- sessions ---------------------------------------------------------------
+
+    def _session_id(self, req: AuthRequest) -> str | None:
+        sid = cookies.parse(req.headers.get("cookie")).get(self.policy.cookie_name)
+        return sid if cookies.valid_id(sid) else None
+
+    async def _from_session(self, req: AuthRequest) -> Decision | None:
+        sid = self._session_id(req)
+        if sid is None:
+            return None
+        session = await self.store.get(sid)
+        if session is None:
+            return None
+        now = self._clock()
+        if now - session.created_at > self._max_age or now - session.last_seen > self._idle:
+            await self.store.delete(sid)
+            return None
+        if session.id_token_expires_at <= now and session.refresh_token:
+            refreshed = await self._refresh(sid, session)
+            if refreshed is None:
+                return None
+            session = refreshed
+        elif now - session.last_seen > self._touch_every:
+            session = session.touched(now)
+            await self.store.put(sid, session, self._ttl(session, now))
+        identity = Identity(session.user, session.groups, session.issuer, session.id_token_expires_at)
+        upstream_cookie = cookies.without(req.headers.get("cookie", ""), {self.policy.cookie_name})
+        return self.engine.authorize(identity, self.engine.spoofed_headers(req), "session", upstream_cookie)
+
+    def _ttl(self, session: Session, now: float) -> float:
+        return max(1.0, min(self._max_age - (now - session.created_at), self._idle))
+
+    async def _refresh(self, sid: str, session: Session) -> Session | None:
+        """One refresh per session across replicas (store lock); others wait for its result."""
+        lock = "refresh:" + self.policy.csrf_token(sid)
+        if not await self.store.lock(lock, REFRESH_LOCK_TTL):
+            deadline = self._clock() + REFRESH_WAIT
+            while self._clock() < deadline:
+                await asyncio.sleep(0.1)
+                forget = getattr(self.store, "forget", None)
+                if forget is not None:
+                    forget(sid)
+                current = await self.store.get(sid)
+                if current is None:
+                    return None
+                if current.id_token_expires_at > self._clock():
+                    return current
+            raise DependencyUnavailable("session_refresh_busy", "refresh by another replica did not finish")
+        try:
+            endpoint = (await self.keys.ensure_discovery(self._issuer)).get("token_endpoint")
+            if not isinstance(endpoint, str):
+                raise DependencyUnavailable("provider_unavailable", "no token_endpoint")
+            try:
+                tokens = await self.client.refresh(endpoint, session.refresh_token)
+                identity = await self._validate_id_token(tokens.id_token, None)
+            except (FlowError, TokenError) as exc:
+                log.info("refresh failed; login needed", extra={"reason": exc.code})
+                await self.store.delete(sid)
+                return None
+            now = self._clock()
+            updated = Session(
+                user=identity.user, groups=identity.groups, issuer=identity.issuer, id_token=tokens.id_token,
+                refresh_token=tokens.refresh_token, id_token_expires_at=identity.expires_at,
+                created_at=session.created_at, last_seen=now,
+            )  # fmt: skip
+            await self.store.put(sid, updated, self._ttl(updated, now))
+            return updated
+        finally:
+            await self.store.unlock(lock)
+
+    # -- login ------------------------------------------------------------------
+
+    async def _authorization_endpoint(self) -> str:
+        if self.policy.oidc.auth_url:
+            return self.policy.oidc.auth_url
+        endpoint = (await self.keys.ensure_discovery(self._issuer)).get("authorization_endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            raise DependencyUnavailable("provider_unavailable", "no authorization_endpoint")
+        return endpoint
+
+    async def _unauthenticated(self, req: AuthRequest, reason: str) -> Decision:
+        if not self.policy.is_browser(req):
+            return self.policy.api_unauthorized(reason)
+        endpoint = await self._authorization_endpoint()
+        state, record, redirect = self.policy.start(endpoint, self.policy.return_to(req), self._clock(), self._rand)
+        await self.store.put_state(state, record, 600.0)
+        return redirect
+
+    async def _validate_id_token(self, token: str, nonce: str | None) -> Identity:
+        validator = self.engine.validator
+        try:
+            return validator.validate(token, self._clock(), self.keys.lookup, nonce=nonce)
+        except UnknownKeyError as exc:
+            await self.keys.refetch_unknown_kid(exc.issuer)
+            return validator.validate(token, self._clock(), self.keys.lookup, nonce=nonce)
+
+    async def _callback(self, req: AuthRequest) -> Decision:
+        params = self.policy.query(req)
+        if "error" in params:
+            return self.policy.error_page(
+                "provider_error", params.get("error", "")[:200], params.get("error_description", "")[:500]
+            )
+        state, code = params.get("state", ""), params.get("code", "")
+        if not cookies.valid_id(state) or not code or len(code) > 2048:
+            raise FlowError("callback_invalid", "state or code missing")
+        record = self.policy.check_state(state, await self.store.take_state(state), req, self._clock())
+        endpoint = (await self.keys.ensure_discovery(self._issuer)).get("token_endpoint")
+        if not isinstance(endpoint, str):
+            raise DependencyUnavailable("provider_unavailable", "no token_endpoint")
+        tokens = await self.client.exchange(endpoint, code, record.verifier)
+        try:
+            identity = await self._validate_id_token(tokens.id_token, record.nonce)
+        except TokenError as exc:
+            raise FlowError(exc.code, "ID token rejected") from exc
+        if not self.engine.policy.allows(identity):
+            return self.engine.deny(403, "group_not_allowed")
+        now = self._clock()
+        sid = secrets.token_urlsafe(32)  # new id at every login; a pre-login id is never reused
+        session = Session(
+            user=identity.user, groups=identity.groups, issuer=identity.issuer, id_token=tokens.id_token,
+            refresh_token=tokens.refresh_token, id_token_expires_at=identity.expires_at,
+            created_at=now, last_seen=now,
+        )  # fmt: skip
+        await self.store.put(sid, session, self._ttl(session, now))
+        log.info("login", extra={"issuer": identity.issuer})
+        return self.policy.login_complete(sid, state, record.return_to)
+
+    # -- logout -----------------------------------------------------------------
+
+    async def _logout(self, req: AuthRequest) -> Decision:
+        sid = self._session_id(req)
+        if sid is None:
+            return self.policy.logged_out(req, self.policy.logout_target(None, ""))
+        if not self.policy.logout_allowed(req, sid):
+            return self.engine.deny(403, "csrf_invalid")
+        session = await self.store.get(sid)
+        await self.store.delete(sid)
+        discovery: dict[str, Any] = {}
+        try:
+            discovery = await self.keys.ensure_discovery(self._issuer)
+        except AuthzError:
+            pass
+        revocation = discovery.get("revocation_endpoint")
+        if session is not None and session.refresh_token and isinstance(revocation, str):
+            await self.client.revoke(revocation, session.refresh_token)
+        end_session = discovery.get("end_session_endpoint")
+        target = self.policy.logout_target(
+            end_session if isinstance(end_session, str) else None, session.id_token if session else ""
+        )
+        return self.policy.logged_out(req, target)
+
+
+__all__ = ["Deny", "LoginFlow"]

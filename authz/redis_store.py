@@ -1,0 +1,99 @@
+"""Sessions in Redis (redis-py asyncio), shared by every authz process and replica.
+
+A short in-process cache (``cache_ttl``, default 2 s) sits in front of reads, so a
+logout on one replica takes effect on every other within ``cache_ttl``. Connection
+errors become DependencyUnavailable("session_store_unavailable"); redis-py reconnects
+by itself on the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from authz import metrics
+from authz.errors import DependencyUnavailable
+from authz.sessions import LoginState, Session, digest
+
+log = logging.getLogger("authz.redis")
+_PREFIX = "authz:"
+_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class RedisStore:
+    def __init__(self, url: str, *, cache_ttl: float, cache_size: int, clock: Any, timeout: float = 1.0) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False,
+            health_check_interval=30,
+        )  # fmt: skip
+        self._cache_ttl = cache_ttl
+        self._cache_size = cache_size
+        self._cache: dict[str, tuple[float, Session | None]] = {}
+        self._clock = clock
+        self._locks: dict[str, str] = {}
+
+    async def _call(self, operation: str, coro: Any) -> Any:
+        try:
+            result = await coro
+        except (RedisError, OSError) as exc:
+            metrics.SESSION_OPS.labels(operation, "error").inc()
+            log.warning("session store unavailable", extra={"operation": operation, "error": type(exc).__name__})
+            raise DependencyUnavailable("session_store_unavailable", type(exc).__name__) from exc
+        metrics.SESSION_OPS.labels(operation, "ok").inc()
+        return result
+
+    async def get(self, sid: str) -> Session | None:
+        key = digest(sid)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        raw = await self._call("get", self._redis.get(_PREFIX + "s:" + key))
+        session = Session.from_json(raw) if raw else None
+        if self._cache_ttl > 0:
+            if len(self._cache) >= self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (now + self._cache_ttl, session)
+        return session
+
+    async def put(self, sid: str, session: Session, ttl: float) -> None:
+        key = digest(sid)
+        await self._call("put", self._redis.set(_PREFIX + "s:" + key, session.to_json(), px=max(int(ttl * 1000), 1)))
+        self._cache.pop(key, None)
+
+    async def delete(self, sid: str) -> None:
+        key = digest(sid)
+        self._cache.pop(key, None)
+        await self._call("delete", self._redis.delete(_PREFIX + "s:" + key))
+
+    async def put_state(self, state: str, record: LoginState, ttl: float) -> None:
+        await self._call(
+            "put_state", self._redis.set(_PREFIX + "l:" + digest(state), record.to_json(), px=int(ttl * 1000))
+        )
+
+    async def take_state(self, state: str) -> LoginState | None:
+        raw = await self._call("take_state", self._redis.getdel(_PREFIX + "l:" + digest(state)))
+        return LoginState.from_json(raw) if raw else None
+
+    async def lock(self, name: str, ttl: float) -> bool:
+        token = secrets.token_hex(16)
+        ok = await self._call("lock", self._redis.set(_PREFIX + "k:" + name, token, nx=True, px=int(ttl * 1000)))
+        if ok:
+            self._locks[name] = token
+        return bool(ok)
+
+    async def unlock(self, name: str) -> None:
+        token = self._locks.pop(name, None)
+        if token is not None:
+            await self._call("unlock", self._redis.eval(_UNLOCK, 1, _PREFIX + "k:" + name, token))  # type: ignore[no-untyped-call]
+
+    def forget(self, sid: str) -> None:
+        """Drop a session from this process's read cache (after it changed here)."""
+        self._cache.pop(digest(sid), None)
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -507,7 +507,9 @@ class _Builder:
             addr = str(raw.get("redis_addr") or "127.0.0.1:6379")
             db = self.integer("session.redis_db (SESSION_STORE_REDIS_DB)", raw.get("redis_db"), 0)
             password = str(raw.get("redis_password") or "")
-            auth = f":{password}@" if password else ""
+            # Percent-encoded: a password with "@", "/", "#", "?" or ":" would otherwise be read as
+            # part of the host or path, and Redis would be dialled at the wrong address.
+            auth = f":{quote(password, safe='')}@" if password else ""
             redis_url = f"redis://{auth}{addr}/{db}"
         if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
             self.bad("session.redis_url", "must be a redis://, rediss:// or unix:// URL")

@@ -60,8 +60,13 @@ class AdminHTTP:
                 status, ctype, body = 400, "text/plain", b"bad request\n"
             else:
                 status, ctype, body = self._route(parts[0], parts[1])
-            reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                      503: "Service Unavailable"}.get(status, "")  # fmt: skip
+            reason = {
+                200: "OK",
+                400: "Bad Request",
+                404: "Not Found",
+                405: "Method Not Allowed",
+                503: "Service Unavailable",
+            }.get(status, "")
             head = (
                 f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\n"
                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"

@@ -115,19 +115,37 @@ ENV_REJECTED: dict[str, str] = {
 }
 
 _TOP_KEYS = {
-    "listen", "http_listen", "workers", "log_level", "shutdown_grace", "max_concurrent_checks",
-    "url_prefix", "skip_auth_urls", "userid_header", "userid_prefix", "userid_claim",
-    "groups_claim", "groups_header", "groups_allowlist", "clock_skew", "max_token_bytes",
-    "token_cache_size", "token_cache_ttl", "jwks_stale_window", "ca_bundle", "realm",
-    "oidc", "issuers", "session", "tls",
-}  # fmt: skip
+    "listen",
+    "http_listen",
+    "workers",
+    "log_level",
+    "shutdown_grace",
+    "max_concurrent_checks",
+    "url_prefix",
+    "skip_auth_urls",
+    "userid_header",
+    "userid_prefix",
+    "userid_claim",
+    "groups_claim",
+    "groups_header",
+    "groups_allowlist",
+    "clock_skew",
+    "max_token_bytes",
+    "token_cache_size",
+    "token_cache_ttl",
+    "jwks_stale_window",
+    "ca_bundle",
+    "realm",
+    "oidc",
+    "issuers",
+    "session",
+    "tls",
+}
 _OIDC_KEYS = {"issuer", "audiences", "algorithms", "jwks_uri", "required"} | {
     f.name for f in fields(OIDCClientSettings)
 }
 _ISSUER_KEYS = {f.name for f in fields(IssuerSettings)}
-_SESSION_KEYS = {f.name for f in fields(SessionSettings)} | {
-    "redis_addr", "redis_password", "redis_db"
-}  # fmt: skip
+_SESSION_KEYS = {f.name for f in fields(SessionSettings)} | {"redis_addr", "redis_password", "redis_db"}
 _TLS_KEYS = {f.name for f in fields(TLSSettings)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"}
 _HEADER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -412,20 +430,30 @@ class _Builder:
                 "shutdown_grace (AUTHZ_SHUTDOWN_GRACE)", raw.get("shutdown_grace"), _default(Settings, "shutdown_grace")
             ),
             max_concurrent_checks=self.integer(
-                "max_concurrent_checks", raw.get("max_concurrent_checks"),
-                _default(Settings, "max_concurrent_checks"), minimum=1,
+                "max_concurrent_checks",
+                raw.get("max_concurrent_checks"),
+                _default(Settings, "max_concurrent_checks"),
+                minimum=1,
             ),
             url_prefix=url_prefix,
             skip_auth_urls=skip,
-            userid_header=self.header("userid_header (USERID_HEADER)", raw.get("userid_header"), _default(Settings, "userid_header")),
-            groups_header=self.header("groups_header (GROUPS_HEADER)", raw.get("groups_header"), _default(Settings, "groups_header")),
+            userid_header=self.header(
+                "userid_header (USERID_HEADER)", raw.get("userid_header"), _default(Settings, "userid_header")
+            ),
+            groups_header=self.header(
+                "groups_header (GROUPS_HEADER)", raw.get("groups_header"), _default(Settings, "groups_header")
+            ),
             groups_allowlist=_csv(raw.get("groups_allowlist")) or ("*",),
             clock_skew=self.number("clock_skew", raw.get("clock_skew"), _default(Settings, "clock_skew")),
             max_token_bytes=self.integer(
                 "max_token_bytes", raw.get("max_token_bytes"), _default(Settings, "max_token_bytes"), minimum=256
             ),
-            token_cache_size=self.integer("token_cache_size", raw.get("token_cache_size"), _default(Settings, "token_cache_size")),
-            token_cache_ttl=self.number("token_cache_ttl", raw.get("token_cache_ttl"), _default(Settings, "token_cache_ttl")),
+            token_cache_size=self.integer(
+                "token_cache_size", raw.get("token_cache_size"), _default(Settings, "token_cache_size")
+            ),
+            token_cache_ttl=self.number(
+                "token_cache_ttl", raw.get("token_cache_ttl"), _default(Settings, "token_cache_ttl")
+            ),
             jwks_stale_window=self.number(
                 "jwks_stale_window", raw.get("jwks_stale_window"), _default(Settings, "jwks_stale_window")
             ),
@@ -435,7 +463,7 @@ class _Builder:
             session=self.session(session_raw),
             tls=self.tls(tls_raw),
             login_issuer=login_issuer,
-        )  # fmt: skip
+        )
         if settings.userid_header == settings.groups_header:
             self.bad("groups_header (GROUPS_HEADER)", "must differ from USERID_HEADER")
         return settings
@@ -465,7 +493,7 @@ class _Builder:
             exchange_timeout=self.number(
                 "oidc.exchange_timeout", raw.get("exchange_timeout"), _default(OIDCClientSettings, "exchange_timeout")
             ),
-        )  # fmt: skip
+        )
 
     def issuer(
         self, where: str, item: Any, user_claim: str, groups_claim: str, user_prefix: str
@@ -494,7 +522,7 @@ class _Builder:
             jwks_file=jwks_file,
             token_types=tuple(t.lower().removeprefix("application/") for t in _csv(item.get("token_types"))),
             required=self.boolean(f"{where}.required", item.get("required"), True),
-        )  # fmt: skip
+        )
 
     def session(self, raw: dict[str, Any]) -> SessionSettings:
         store = str(raw.get("store") or "memory").lower()
@@ -523,24 +551,30 @@ class _Builder:
             store=store,
             redis_url=redis_url,
             cookie_name=str(raw.get("cookie_name") or _default(SessionSettings, "cookie_name")),
-            max_age=self.number("session.max_age (SESSION_MAX_AGE)", raw.get("max_age"), _default(SessionSettings, "max_age"), minimum=1),
+            max_age=self.number(
+                "session.max_age (SESSION_MAX_AGE)", raw.get("max_age"), _default(SessionSettings, "max_age"), minimum=1
+            ),
             idle_timeout=self.number(
-                "session.idle_timeout (SESSION_IDLE_TIMEOUT)", raw.get("idle_timeout"),
-                _default(SessionSettings, "idle_timeout"), minimum=1,
+                "session.idle_timeout (SESSION_IDLE_TIMEOUT)",
+                raw.get("idle_timeout"),
+                _default(SessionSettings, "idle_timeout"),
+                minimum=1,
             ),
             same_site=same_site,
             domain=str(raw.get("domain") or ""),
             secure=secure,
-            max_sessions=self.integer("session.max_sessions", raw.get("max_sessions"), _default(SessionSettings, "max_sessions"), minimum=1),
+            max_sessions=self.integer(
+                "session.max_sessions", raw.get("max_sessions"), _default(SessionSettings, "max_sessions"), minimum=1
+            ),
             cache_ttl=self.number("session.cache_ttl", raw.get("cache_ttl"), _default(SessionSettings, "cache_ttl")),
-        )  # fmt: skip
+        )
 
     def tls(self, raw: dict[str, Any]) -> TLSSettings:
         tls = TLSSettings(
             cert_file=self.file("tls.cert_file (AUTHZ_TLS_CERT)", raw.get("cert_file")) or "",
             key_file=self.file("tls.key_file (AUTHZ_TLS_KEY)", raw.get("key_file")) or "",
             client_ca_file=self.file("tls.client_ca_file (AUTHZ_TLS_CLIENT_CA)", raw.get("client_ca_file")) or "",
-        )  # fmt: skip
+        )
         if bool(tls.cert_file) != bool(tls.key_file):
             self.bad("tls", "set both cert_file (AUTHZ_TLS_CERT) and key_file (AUTHZ_TLS_KEY)")
         if tls.client_ca_file and not tls.cert_file:

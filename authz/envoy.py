@@ -69,7 +69,7 @@ def denied_response(decision: Deny) -> pb.CheckResponse:
             message=decision.reason,
         ),
         denied_response=pb.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=decision.status),  # type: ignore[arg-type]
+            status=http_status_pb2.HttpStatus(code=decision.status),
             headers=_header_options(decision.headers),
             body=decision.body,
         ),

@@ -46,7 +46,7 @@ class _IssuerState:
         "refresh_at",
         "settings",
         "usable_until",
-    )  # fmt: skip
+    )
 
     def __init__(self, settings: IssuerSettings) -> None:
         self.settings = settings
@@ -220,8 +220,13 @@ class KeyManager:
         metrics.KEYS_LOADED.labels(issuer).set(len(keyset))
         log.info(
             "keys loaded",
-            extra={"issuer": issuer, "keys": len(keyset), "skipped": keyset.skipped, "refresh_in": round(interval * 0.8)},
-        )  # fmt: skip
+            extra={
+                "issuer": issuer,
+                "keys": len(keyset),
+                "skipped": keyset.skipped,
+                "refresh_in": round(interval * 0.8),
+            },
+        )
         if self._on_change is not None and was_ready != self.ready:
             self._on_change()
 

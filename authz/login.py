@@ -100,9 +100,13 @@ class LoginPolicy:
         )
         # The binding cookie must come back on the provider's cross-site redirect: Lax.
         set_binding = cookies.set_cookie(
-            self.binding_cookie(state), binding, self.session,
-            max_age=int(LOGIN_STATE_TTL), path=self.callback_path, same_site="Lax",
-        )  # fmt: skip
+            self.binding_cookie(state),
+            binding,
+            self.session,
+            max_age=int(LOGIN_STATE_TTL),
+            path=self.callback_path,
+            same_site="Lax",
+        )
         deny = Deny(
             status=302,
             reason="login_redirect",

@@ -138,10 +138,15 @@ class LoginFlow:
                 return None
             now = self._clock()
             updated = Session(
-                user=identity.user, groups=identity.groups, issuer=identity.issuer, id_token=tokens.id_token,
-                refresh_token=tokens.refresh_token, id_token_expires_at=identity.expires_at,
-                created_at=session.created_at, last_seen=now,
-            )  # fmt: skip
+                user=identity.user,
+                groups=identity.groups,
+                issuer=identity.issuer,
+                id_token=tokens.id_token,
+                refresh_token=tokens.refresh_token,
+                id_token_expires_at=identity.expires_at,
+                created_at=session.created_at,
+                last_seen=now,
+            )
             await self.store.put(sid, updated, self._ttl(updated, now))
             return updated
         finally:
@@ -196,10 +201,15 @@ class LoginFlow:
         now = self._clock()
         sid = secrets.token_urlsafe(32)  # new id at every login; a pre-login id is never reused
         session = Session(
-            user=identity.user, groups=identity.groups, issuer=identity.issuer, id_token=tokens.id_token,
-            refresh_token=tokens.refresh_token, id_token_expires_at=identity.expires_at,
-            created_at=now, last_seen=now,
-        )  # fmt: skip
+            user=identity.user,
+            groups=identity.groups,
+            issuer=identity.issuer,
+            id_token=tokens.id_token,
+            refresh_token=tokens.refresh_token,
+            id_token_expires_at=identity.expires_at,
+            created_at=now,
+            last_seen=now,
+        )
         await self.store.put(sid, session, self._ttl(session, now))
         log.info("login", extra={"issuer": identity.issuer})
         return self.policy.login_complete(sid, state, record.return_to)

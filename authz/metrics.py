@@ -16,11 +16,14 @@ KEY_FETCHES = Counter(
     ["issuer", "result"],
 )
 KEYS_LOADED = Gauge(
-    "authz_keys_loaded", "Usable keys currently loaded per issuer", ["issuer"],
+    "authz_keys_loaded",
+    "Usable keys currently loaded per issuer",
+    ["issuer"],
     multiprocess_mode="max",
-)  # fmt: skip
+)
 TOKEN_CACHE = Counter("authz_token_cache_total", "Verified-token cache lookups by result", ["result"])
 SESSION_OPS = Counter(
-    "authz_session_operations_total", "Session store operations by operation and result",
+    "authz_session_operations_total",
+    "Session store operations by operation and result",
     ["operation", "result"],
-)  # fmt: skip
+)

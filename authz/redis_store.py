@@ -27,9 +27,12 @@ _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del'
 class RedisStore:
     def __init__(self, url: str, *, cache_ttl: float, cache_size: int, clock: Any, timeout: float = 1.0) -> None:
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False,
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
             health_check_interval=30,
-        )  # fmt: skip
+        )
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
         self._cache: dict[str, tuple[float, Session | None]] = {}
@@ -89,7 +92,7 @@ class RedisStore:
     async def unlock(self, name: str) -> None:
         token = self._locks.pop(name, None)
         if token is not None:
-            await self._call("unlock", self._redis.eval(_UNLOCK, 1, _PREFIX + "k:" + name, token))  # type: ignore[no-untyped-call]
+            await self._call("unlock", self._redis.eval(_UNLOCK, 1, _PREFIX + "k:" + name, token))
 
     def forget(self, sid: str) -> None:
         """Drop a session from this process's read cache (after it changed here)."""

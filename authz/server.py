@@ -38,7 +38,7 @@ HEALTH_SERVICES = ("", AUTHORIZATION_SERVICE)
 _READY_POLL = 1.0
 
 
-class _Authorization(pb_grpc.AuthorizationServicer):
+class _Authorization(pb_grpc.AuthorizationServicer):  # type: ignore[misc]
     def __init__(self, handler: CheckHandler) -> None:
         self._check = handler.check
 
@@ -71,9 +71,11 @@ def build(settings: Settings) -> Components:
         store: SessionStore
         if settings.session.store == "redis":
             store = RedisStore(
-                settings.session.redis_url, cache_ttl=settings.session.cache_ttl,
-                cache_size=settings.session.max_sessions, clock=time.time,
-            )  # fmt: skip
+                settings.session.redis_url,
+                cache_ttl=settings.session.cache_ttl,
+                cache_size=settings.session.max_sessions,
+                clock=time.time,
+            )
         else:
             store = MemoryStore(settings.session.max_sessions, time.time)
         client = OIDCClient(settings.oidc, settings.ca_bundle)
@@ -136,9 +138,12 @@ class App:
         self._watch = asyncio.create_task(self._watch_readiness())
         log.info(
             "serving",
-            extra={"grpc": f"{host}:{self.grpc_port}", "http": f"{http_host}:{self.http_port}",
-                   "issuers": [i.issuer for i in settings.issuers]},
-        )  # fmt: skip
+            extra={
+                "grpc": f"{host}:{self.grpc_port}",
+                "http": f"{http_host}:{self.http_port}",
+                "issuers": [i.issuer for i in settings.issuers],
+            },
+        )
 
     async def _watch_readiness(self) -> None:
         current: bool | None = None

@@ -66,9 +66,7 @@ def sign(
     return f"{message}.{b64url(signature)}"
 
 
-def hmac_sign(
-    secret: bytes, header: dict[str, Any] | bytes, payload: dict[str, Any] | bytes
-) -> str:
+def hmac_sign(secret: bytes, header: dict[str, Any] | bytes, payload: dict[str, Any] | bytes) -> str:
     """A compact HS256/HS384/HS512 JWS (the algorithm is taken from the header) keyed by ``secret``."""
     head = json.loads(_bytes(header))
     message = signing_input(header, payload)

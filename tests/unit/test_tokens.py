@@ -1,0 +1,546 @@
+"""TokenValidator: every rule of bearer-token validation, each with its exact reason code.
+
+The core is pure: a fixed ``now`` from a FakeClock, KeySets built with build_keyset, no sockets.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from authz.errors import DependencyUnavailable, TokenError, UnknownKeyError
+from authz.identity import Identity
+from authz.keys import build_keyset
+from authz.settings import IssuerSettings
+from authz.tokens import TokenValidator
+from tests.support import forge
+from tests.support.tokens import (
+    AUDIENCE,
+    DROP,
+    ISSUER,
+    FakeClock,
+    SigningKey,
+    b64url,
+    b64url_json,
+    claims,
+    es256,
+    jwks,
+    rs256,
+    unsigned,
+)
+
+CLOCK = FakeClock()
+NOW = CLOCK.now
+SKEW = 30.0
+MAX_BYTES = 64 * 1024
+ALGS = ("RS256", "ES256")
+
+RSA = rs256("rsa-1")
+EC = es256("ec-1")
+ATTACKER = rs256("attacker", index=1)  # a different RSA key, never published by the issuer
+
+ISSUER_SETTINGS = IssuerSettings(issuer=ISSUER, audiences=(AUDIENCE,), algorithms=ALGS, user_prefix="oidc:")
+KEYS = build_keyset(jwks(RSA, EC), ALGS)
+
+
+def lookup(issuer: str):
+    return {ISSUER: KEYS}.get(issuer)
+
+
+def validator(*issuers: IssuerSettings, max_bytes: int = MAX_BYTES) -> TokenValidator:
+    return TokenValidator(issuers or (ISSUER_SETTINGS,), clock_skew=SKEW, max_bytes=max_bytes)
+
+
+V = validator()
+
+
+def good_claims(**overrides: Any) -> dict[str, Any]:
+    return claims(NOW, **overrides)
+
+
+def reason(token: str, v: TokenValidator = V, keys=lookup) -> str:
+    """The reason code a token is rejected with (fails the test if it is accepted)."""
+    with pytest.raises(TokenError) as info:
+        v.validate(token, NOW, keys)
+    return info.value.code
+
+
+def rsa_token(payload: dict[str, Any] | bytes | None = None, **header: Any) -> str:
+    head = {"alg": "RS256", "kid": "rsa-1", **header}
+    return forge.sign(RSA, head, good_claims() if payload is None else payload)
+
+
+# -- valid tokens --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [RSA, EC], ids=["RS256", "ES256"])
+def test_valid_token_gives_identity_with_prefix_and_groups(key: SigningKey) -> None:
+    token = key.sign(good_claims())
+    identity = V.validate(token, NOW, lookup)
+    assert identity == Identity(
+        user="oidc:alice@example.com",
+        groups=("team-a", "everyone"),
+        issuer=ISSUER,
+        expires_at=float(int(NOW) + 600),
+    )
+
+
+def test_identity_uses_the_issuers_user_and_groups_claims() -> None:
+    issuer = IssuerSettings(
+        issuer=ISSUER, audiences=(AUDIENCE,), user_claim="sub", groups_claim="roles", user_prefix="sa:"
+    )
+    token = RSA.sign(good_claims(roles=["admin"]))
+    identity = validator(issuer).validate(token, NOW, lookup)
+    assert (identity.user, identity.groups) == ("sa:user-1", ("admin",))
+
+
+# -- algorithms ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
+def test_alg_none_in_any_letter_case_is_not_allowed(alg: str) -> None:
+    token = unsigned({"alg": alg, "kid": "rsa-1"}, good_claims(), signature=b"sig")
+    assert reason(token) == "token_alg_not_allowed"
+
+
+@pytest.mark.parametrize("alg", ["none", "NONE"])
+def test_alg_none_with_empty_signature_is_rejected(alg: str) -> None:
+    # The classic form "header.payload." is caught by the empty signature first.
+    token = unsigned({"alg": alg}, good_claims())
+    assert token.endswith(".")
+    assert reason(token) == "token_signature_missing"
+
+
+HMAC_SECRETS = {
+    "pem": RSA.public_pem,
+    "der": RSA.public_der,
+    "jwk-json": forge.public_jwk_json(RSA),
+}
+
+
+@pytest.mark.parametrize("alg", ["HS256", "HS384"])
+@pytest.mark.parametrize("form", list(HMAC_SECRETS))
+def test_regression_hmac_token_keyed_with_the_providers_rsa_public_key_is_rejected(alg: str, form: str) -> None:
+    """Algorithm confusion (CVE-2016-10555 class): the public key must never become an HMAC secret."""
+    token = forge.hmac_sign(HMAC_SECRETS[form], {"alg": alg, "kid": "rsa-1"}, good_claims())
+    assert reason(token) == "token_alg_not_allowed"
+    # Even an issuer wrongly listing HMAC (config refuses it; built directly here) gets no
+    # HMAC verifier out of a JWKS, so the forgery still fails.
+    careless = IssuerSettings(issuer=ISSUER, audiences=(AUDIENCE,), algorithms=("RS256", alg))
+    keys = build_keyset(jwks(RSA), careless.algorithms)
+    assert reason(token, validator(careless), {ISSUER: keys}.get) == "token_alg_key_mismatch"
+
+
+def test_alg_not_in_the_issuers_list_is_not_allowed() -> None:
+    token = forge.sign(RSA, {"alg": "RS512", "kid": "rsa-1"}, good_claims())
+    assert reason(token) == "token_alg_not_allowed"
+
+
+def test_alg_accepted_for_another_issuer_only_is_not_allowed() -> None:
+    other = IssuerSettings(issuer="https://other.test", audiences=(AUDIENCE,), algorithms=("RS512",))
+    token = forge.sign(RSA, {"alg": "RS512", "kid": "rsa-1"}, good_claims())
+    keys = build_keyset(jwks(RSA), ("RS256", "RS512"))
+    assert reason(token, validator(ISSUER_SETTINGS, other), {ISSUER: keys}.get) == "token_alg_not_allowed"
+
+
+def test_es256_header_naming_an_rsa_key_is_an_alg_key_mismatch() -> None:
+    token = forge.sign(EC, {"alg": "ES256", "kid": "rsa-1"}, good_claims())
+    assert reason(token) == "token_alg_key_mismatch"
+
+
+# -- signature -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", [0, -1])
+def test_flipped_signature_byte_is_invalid(index: int) -> None:
+    token = forge.flip_signature_byte(RSA.sign(good_claims()), index)
+    assert reason(token) == "token_signature_invalid"
+
+
+def test_modified_payload_is_invalid() -> None:
+    head, _, sig = RSA.sign(good_claims()).split(".")
+    forged = f"{head}.{b64url_json(good_claims(email='admin@example.com'))}.{sig}"
+    assert reason(forged) == "token_signature_invalid"
+
+
+def test_stripped_signature_is_missing() -> None:
+    head, payload, _ = RSA.sign(good_claims()).split(".")
+    assert reason(f"{head}.{payload}.") == "token_signature_missing"
+
+
+# -- kid -----------------------------------------------------------------------
+
+
+def test_no_kid_with_several_fitting_keys_requires_a_kid() -> None:
+    keys = build_keyset(jwks(RSA, rs256("rsa-2", index=1)), ALGS)
+    token = forge.sign(RSA, {"alg": "RS256"}, good_claims())
+    assert reason(token, keys={ISSUER: keys}.get) == "token_kid_required"
+
+
+def test_no_kid_with_one_key_validates() -> None:
+    keys = build_keyset(jwks(RSA), ALGS)
+    token = forge.sign(RSA, {"alg": "RS256"}, good_claims())
+    assert V.validate(token, NOW, {ISSUER: keys}.get).user == "oidc:alice@example.com"
+
+
+def test_no_kid_with_one_key_fitting_the_alg_validates() -> None:
+    token = forge.sign(EC, {"alg": "ES256"}, good_claims())  # KEYS holds one RSA and one EC key
+    assert V.validate(token, NOW, lookup).issuer == ISSUER
+
+
+@pytest.mark.parametrize(
+    "kid", ["rsa-2", "RSA-1", "rsa-1 ", "rsa", "../../etc/passwd", "' OR 1=1 --", "rsa-1\x00", "*"]
+)
+def test_unknown_kid_asks_for_a_refetch_naming_the_issuer(kid: str) -> None:
+    token = forge.sign(RSA, {"alg": "RS256", "kid": kid}, good_claims())
+    with pytest.raises(UnknownKeyError) as info:
+        V.validate(token, NOW, lookup)
+    assert info.value.code == "token_unknown_kid"
+    assert info.value.issuer == ISSUER
+
+
+def test_kid_of_10_kb_is_a_bad_header() -> None:
+    token = forge.sign(RSA, {"alg": "RS256", "kid": "k" * 10 * 1024}, good_claims())
+    assert reason(token) == "token_header_invalid"
+
+
+def test_kid_length_limit_is_256() -> None:
+    at_limit = forge.sign(RSA, {"alg": "RS256", "kid": "k" * 256}, good_claims())
+    with pytest.raises(UnknownKeyError):
+        V.validate(at_limit, NOW, lookup)
+    over = forge.sign(RSA, {"alg": "RS256", "kid": "k" * 257}, good_claims())
+    assert reason(over) == "token_header_invalid"
+
+
+@pytest.mark.parametrize("kid", ["", 7, ["rsa-1"], {"k": 1}, True])
+def test_kid_that_is_not_a_non_empty_string_is_a_bad_header(kid: Any) -> None:
+    token = forge.sign(RSA, {"alg": "RS256", "kid": kid}, good_claims())
+    assert reason(token) == "token_header_invalid"
+
+
+# -- key-bearing headers are never followed ---------------------------------------
+
+
+def test_embedded_jwk_of_the_attacker_key_is_not_trusted() -> None:
+    header = {"alg": "RS256", "kid": "attacker", "jwk": ATTACKER.public_jwk()}
+    token = forge.sign(ATTACKER, header, good_claims())
+    with pytest.raises(UnknownKeyError):
+        V.validate(token, NOW, lookup)
+
+
+def test_embedded_jwk_with_our_kid_fails_the_signature() -> None:
+    header = {"alg": "RS256", "kid": "rsa-1", "jwk": ATTACKER.public_jwk()}
+    token = forge.sign(ATTACKER, header, good_claims())
+    assert reason(token) == "token_signature_invalid"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"jku": "https://evil.test/jwks.json"},
+        {"x5u": "https://evil.test/cert.pem"},
+        {"x5c": ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]},
+    ],
+    ids=["jku", "x5u", "x5c"],
+)
+def test_attacker_key_urls_are_not_followed(extra: dict[str, Any]) -> None:
+    asked: list[str] = []
+
+    def keys(issuer: str):
+        asked.append(issuer)
+        return lookup(issuer)
+
+    token = forge.sign(ATTACKER, {"alg": "RS256", "kid": "rsa-1", **extra}, good_claims())
+    assert reason(token, keys=keys) == "token_signature_invalid"
+    assert asked == [ISSUER]  # keys come from the trusted issuer only
+
+
+def test_genuine_token_carrying_x5u_still_validates_with_our_keys() -> None:
+    token = rsa_token(x5u="https://evil.test/cert.pem", jku="https://evil.test/jwks.json")
+    assert V.validate(token, NOW, lookup).user == "oidc:alice@example.com"
+
+
+# -- other header rules --------------------------------------------------------
+
+
+@pytest.mark.parametrize("crit", [["exp"], ["b64"], [], "exp"])
+def test_crit_header_is_refused(crit: Any) -> None:
+    assert reason(rsa_token(crit=crit, exp=1)) == "token_header_invalid"
+
+
+def test_unencoded_payload_option_is_refused() -> None:
+    assert reason(rsa_token(b64=False)) == "token_header_invalid"
+
+
+@pytest.mark.parametrize("header", [{"kid": "rsa-1"}, {"alg": "", "kid": "rsa-1"}, {"alg": 256, "kid": "rsa-1"}])
+def test_missing_or_bad_alg_is_a_bad_header(header: dict[str, Any]) -> None:
+    token = unsigned(header, good_claims(), signature=b"sig")
+    assert reason(token) == "token_header_invalid"
+
+
+def test_typ_that_is_not_a_string_is_a_bad_header() -> None:
+    assert reason(rsa_token(typ=["JWT"])) == "token_header_invalid"
+
+
+AT_JWT = IssuerSettings(issuer=ISSUER, audiences=(AUDIENCE,), token_types=("at+jwt",))
+
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "application/jwt", "at+jwt+x", None])
+def test_issuer_requiring_at_jwt_refuses_other_or_missing_typ(typ: str | None) -> None:
+    header: dict[str, Any] = {"alg": "RS256", "kid": "rsa-1"}
+    if typ is not None:
+        header["typ"] = typ
+    token = forge.sign(RSA, header, good_claims())
+    assert reason(token, validator(AT_JWT)) == "token_type_invalid"
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "AT+JWT", "Application/At+JWT"])
+def test_issuer_requiring_at_jwt_accepts_it(typ: str) -> None:
+    token = rsa_token(typ=typ)
+    assert validator(AT_JWT).validate(token, NOW, lookup).issuer == ISSUER
+
+
+def test_issuer_without_token_types_accepts_any_or_no_typ() -> None:
+    assert V.validate(rsa_token(), NOW, lookup).issuer == ISSUER  # forge adds no typ
+    assert V.validate(rsa_token(typ="whatever"), NOW, lookup).issuer == ISSUER
+
+
+# -- issuer and audience -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "iss",
+    [
+        ISSUER + "/",
+        ISSUER + ".evil.test",
+        ISSUER + "/evil",
+        ISSUER[:-1],
+        "https://evil." + ISSUER.removeprefix("https://"),
+        ISSUER.upper(),
+        "https://Issuer.test",
+        "http://issuer.test",
+        " " + ISSUER,
+        ISSUER + " ",
+        "",
+        [ISSUER],
+        None,
+        DROP,
+    ],
+)
+def test_untrusted_issuer_variants_are_refused(iss: Any) -> None:
+    assert reason(rsa_token(good_claims(iss=iss))) == "token_issuer_untrusted"
+
+
+@pytest.mark.parametrize(
+    "aud",
+    [DROP, None, "other", "", [], ["other"], [42], AUDIENCE.upper(), AUDIENCE + " ", {"aud": AUDIENCE}],
+)
+def test_missing_or_wrong_audience_is_invalid(aud: Any) -> None:
+    assert reason(rsa_token(good_claims(aud=aud))) == "token_audience_invalid"
+
+
+@pytest.mark.parametrize("azp", [DROP, "other", None, 5, [AUDIENCE]])
+def test_several_audiences_need_an_accepted_azp(azp: Any) -> None:
+    payload = good_claims(aud=[AUDIENCE, "other"], azp=azp)
+    assert reason(rsa_token(payload)) == "token_audience_invalid"
+
+
+def test_several_audiences_with_accepted_azp_validate() -> None:
+    payload = good_claims(aud=["other", AUDIENCE], azp=AUDIENCE)
+    assert V.validate(rsa_token(payload), NOW, lookup).user == "oidc:alice@example.com"
+
+
+def test_single_audience_in_a_list_needs_no_azp() -> None:
+    assert V.validate(rsa_token(good_claims(aud=[AUDIENCE])), NOW, lookup).issuer == ISSUER
+
+
+def test_token_of_issuer_a_signed_with_issuer_bs_key_is_refused() -> None:
+    other_key = rs256("b-1", index=1)
+    issuer_b = IssuerSettings(issuer="https://b.test", audiences=(AUDIENCE,))
+    keys = {ISSUER: KEYS, "https://b.test": build_keyset(jwks(other_key), ALGS)}.get
+    v = validator(ISSUER_SETTINGS, issuer_b)
+    # B's own token is fine ...
+    assert v.validate(other_key.sign(good_claims(iss="https://b.test")), NOW, keys).issuer == "https://b.test"
+    # ... but claiming A's iss with B's key: the kid is unknown to A.
+    with pytest.raises(UnknownKeyError) as info:
+        v.validate(other_key.sign(good_claims()), NOW, keys)
+    assert info.value.issuer == ISSUER
+    # And with a kid that A also uses, the signature does not verify with A's key.
+    forged = forge.sign(other_key, {"alg": "RS256", "kid": "rsa-1"}, good_claims())
+    assert reason(forged, v, keys) == "token_signature_invalid"
+
+
+# -- time ------------------------------------------------------------------------
+
+
+def test_missing_exp_is_refused() -> None:
+    assert reason(rsa_token(good_claims(exp=DROP))) == "token_exp_missing"
+
+
+@pytest.mark.parametrize("exp", [NOW - SKEW, NOW - SKEW - 1, NOW - 3600, 0])
+def test_exp_in_the_past_beyond_skew_is_expired(exp: float) -> None:
+    assert reason(rsa_token(good_claims(exp=exp))) == "token_expired"
+
+
+@pytest.mark.parametrize("exp", [NOW - SKEW + 1, NOW, NOW + 0.5])
+def test_exp_within_skew_validates(exp: float) -> None:
+    assert V.validate(rsa_token(good_claims(exp=exp)), NOW, lookup).expires_at == exp
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [str(int(NOW) + 600), True, False, 1e20, -1, 253402300800, None, [int(NOW) + 600], {"t": 1}],
+    ids=["string", "true", "false", "1e20", "negative", "after-9999", "null", "list", "object"],
+)
+def test_exp_not_a_sane_number_is_invalid_claims(exp: Any) -> None:
+    expected = "token_exp_missing" if exp is None else "token_claims_invalid"
+    assert reason(rsa_token(good_claims(exp=exp))) == expected
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_exp_as_non_finite_json_literal_is_malformed(literal: str) -> None:
+    body = json.dumps(good_claims(exp=DROP))[:-1] + f', "exp": {literal}}}'
+    assert reason(rsa_token(body.encode())) == "token_malformed"
+
+
+@pytest.mark.parametrize("name", ["nbf", "iat"])
+def test_nbf_or_iat_in_the_future_beyond_skew_is_not_yet_valid(name: str) -> None:
+    assert reason(rsa_token(good_claims(**{name: NOW + SKEW + 1}))) == "token_not_yet_valid"
+
+
+@pytest.mark.parametrize("name", ["nbf", "iat"])
+def test_nbf_or_iat_within_skew_validates(name: str) -> None:
+    assert V.validate(rsa_token(good_claims(**{name: NOW + SKEW})), NOW, lookup).issuer == ISSUER
+
+
+@pytest.mark.parametrize("name", ["nbf", "iat"])
+@pytest.mark.parametrize("value", ["0", True, 1e20])
+def test_nbf_or_iat_not_a_sane_number_is_invalid_claims(name: str, value: Any) -> None:
+    assert reason(rsa_token(good_claims(**{name: value}))) == "token_claims_invalid"
+
+
+# -- user and groups -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["", "alice\r@example.com", "alice\n@example.com", "alice\x00@example.com", "alice\u2028@example.com",
+     "alice\u2029", "alice\x7f", "alice\x85", "\t", 42, True, ["alice@example.com"], None, DROP],
+    ids=["empty", "CR", "LF", "NUL", "U+2028", "U+2029", "DEL", "NEL", "tab", "int", "bool", "list", "null",
+         "missing"],
+)  # fmt: skip
+def test_unsafe_or_missing_user_claim_is_refused(email: Any) -> None:
+    assert reason(rsa_token(good_claims(email=email))) == "token_user_claim_invalid"
+
+
+def test_bad_groups_are_dropped_and_good_ones_kept() -> None:
+    groups = ["team-a", 7, "a,b", "x\ny", "", None, {"g": 1}, "ok\u2028", "tab\there", "everyone", True]
+    identity = V.validate(rsa_token(good_claims(groups=groups)), NOW, lookup)
+    assert identity.groups == ("team-a", "everyone")
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [("solo", ("solo",)), ("a,b", ()), ({"team-a": True}, ()), (7, ()), (DROP, ())],
+)
+def test_groups_claim_of_other_shapes(groups: Any, expected: tuple[str, ...]) -> None:
+    assert V.validate(rsa_token(good_claims(groups=groups)), NOW, lookup).groups == expected
+
+
+# -- structure and encoding ----------------------------------------------------
+
+
+def test_jwe_with_five_segments_is_encrypted() -> None:
+    head = b64url_json({"alg": "RSA-OAEP", "enc": "A256GCM"})
+    assert reason(f"{head}.a2V5.aXY.Y2lwaGVy.dGFn") == "token_encrypted"
+
+
+@pytest.mark.parametrize("extra", [{"zip": "DEF"}, {"enc": "A256GCM"}])
+def test_zip_or_enc_header_is_encrypted(extra: dict[str, Any]) -> None:
+    assert reason(rsa_token(**extra)) == "token_encrypted"
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(1, "token_malformed"), (2, "token_malformed"), (4, "token_malformed"), (5, "token_encrypted"),
+     (6, "token_malformed")],
+)  # fmt: skip
+def test_wrong_segment_counts(count: int, expected: str) -> None:
+    parts = rsa_token().split(".")
+    token = ".".join((parts * 2)[:count])
+    assert reason(token) == expected
+
+
+def test_empty_token_is_malformed() -> None:
+    assert reason("") == "token_malformed"
+
+
+def _corrupt(segment: str, how: str) -> str:
+    if how == "padding":
+        return segment + "=" * (-len(segment) % 4 or 2)
+    if how == "len%4==1":
+        while len(segment) % 4 != 1:
+            segment += "A"
+        return segment
+    return segment[:4] + how + segment[4:]
+
+
+@pytest.mark.parametrize("how", ["padding", "+", "/", "*", " ", "len%4==1"])
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["header", "payload", "signature"])
+def test_bad_base64url_is_malformed(index: int, how: str) -> None:
+    parts = rsa_token().split(".")
+    parts[index] = _corrupt(parts[index], how)
+    assert reason(".".join(parts)) == "token_malformed"
+
+
+def test_duplicate_header_member_is_malformed() -> None:
+    header = b'{"alg":"RS256","kid":"rsa-1","kid":"attacker"}'
+    assert reason(forge.sign(RSA, header, good_claims())) == "token_malformed"
+
+
+def test_duplicate_payload_member_is_malformed_even_when_signed() -> None:
+    body = json.dumps(good_claims())[:-1] + ', "email": "admin@example.com"}'
+    assert reason(rsa_token(body.encode())) == "token_malformed"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff\xfe{}", b'{"email":"\xc3\x28"}', b"[1,2]", b'"claims"', b"42", b"null", b"", b"{"],
+    ids=["not-utf8", "bad-utf8-in-string", "array", "string", "number", "null", "empty", "truncated"],
+)
+def test_payload_that_is_not_a_utf8_json_object_is_malformed(payload: bytes) -> None:
+    assert reason(rsa_token(payload)) == "token_malformed"
+
+
+@pytest.mark.parametrize("header", [b"\xff{}", b"[]", b"", b'{"alg":"RS256"'])
+def test_header_that_is_not_a_utf8_json_object_is_malformed(header: bytes) -> None:
+    token = f"{b64url(header)}.{b64url_json(good_claims())}.{b64url(b'sig')}"
+    assert reason(token) == "token_malformed"
+
+
+def test_token_over_max_bytes_is_rejected_before_decoding() -> None:
+    # Each of these would fail differently if it were decoded at all.
+    garbage = "*" * (MAX_BYTES + 1)
+    jwe_shaped = "A" * MAX_BYTES + ".a.b.c.d"
+    assert len(jwe_shaped) > MAX_BYTES
+    assert reason(garbage) == "token_too_large"
+    assert reason(jwe_shaped) == "token_too_large"
+    assert reason("*" * MAX_BYTES) == "token_malformed"  # at the limit it is decoded
+
+
+def test_max_bytes_boundary_on_a_valid_token() -> None:
+    token = rsa_token(good_claims(pad="x" * 1000))
+    assert validator(max_bytes=len(token)).validate(token, NOW, lookup).issuer == ISSUER
+    assert reason(token, validator(max_bytes=len(token) - 1)) == "token_too_large"
+
+
+# -- keys not loaded -----------------------------------------------------------
+
+
+def test_keys_not_loaded_is_a_dependency_outage() -> None:
+    with pytest.raises(DependencyUnavailable) as info:
+        V.validate(rsa_token(), NOW, lambda issuer: None)
+    assert info.value.code == "keys_unavailable"
+    assert info.value.status == 503

@@ -6,9 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -70,42 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if settings.workers > 1:
         return _run_workers(settings)
-    return _run_one(settings, reuse_port=False)
+    return _run_one(settings)
 
 
-def _run_one(settings: Settings, *, reuse_port: bool) -> int:
+def _run_one(settings: Settings) -> int:
     from authz.server import serve
 
     try:
-        asyncio.run(serve(settings, reuse_port=reuse_port))
+        asyncio.run(serve(settings))
     except OSError as exc:
         log.error("cannot serve", extra={"detail": str(exc)})
         return 1
     return 0
 
 
-def _worker(settings: Settings) -> None:
-    logs.setup(settings.log_level)
-    sys.exit(_run_one(settings, reuse_port=True))
-
-
 def _run_workers(settings: Settings) -> int:
-    """N processes sharing the gRPC and HTTP ports (SO_REUSEPORT), each with its own caches."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(settings,), name=f"authz-worker-{i}") for i in range(settings.workers)]
-    for proc in procs:
-        proc.start()
-    log.info("workers started", extra={"workers": len(procs), "pids": [p.pid for p in procs]})
+    from authz.workers import run_workers
 
-    def forward(signum: int, _frame: object) -> None:
-        for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = []
-    for proc in procs:
-        proc.join()
-        codes.append(proc.exitcode or 0)
-    return max(codes)
+    return run_workers(settings)

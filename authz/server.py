@@ -88,9 +88,18 @@ def build(settings: Settings) -> Components:
 class App:
     """One serving process."""
 
-    def __init__(self, components: Components, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        components: Components,
+        *,
+        reuse_port: bool = False,
+        serve_http: bool = True,
+        on_ready: Callable[[bool], None] | None = None,
+    ) -> None:
         self.c = components
         self._reuse_port = reuse_port
+        self._serve_http = serve_http
+        self._on_ready = on_ready
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._admin = AdminHTTP(ready=self.ready)
@@ -132,7 +141,8 @@ class App:
         await server.start()
         self._server = server
         http_host, http_port = _split(settings.http_listen)
-        self.http_port = await self._admin.start(http_host, http_port, reuse_port=self._reuse_port)
+        if self._serve_http:
+            self.http_port = await self._admin.start(http_host, http_port)
         self._serving = True
         self.c.keys.start()
         self._watch = asyncio.create_task(self._watch_readiness())
@@ -155,6 +165,8 @@ class App:
                     await self.health.set(name, status)
                 log.info("health", extra={"status": "SERVING" if ready else "NOT_SERVING"})
                 current = ready
+                if self._on_ready is not None:
+                    self._on_ready(ready)
             await asyncio.sleep(_READY_POLL if current else 0.1)
 
     def request_stop(self) -> None:
@@ -183,7 +195,13 @@ class App:
         log.info("stopped")
 
 
-async def serve(settings: Settings, *, reuse_port: bool = False) -> None:
-    app = App(build(settings), reuse_port=reuse_port)
+async def serve(
+    settings: Settings,
+    *,
+    reuse_port: bool = False,
+    serve_http: bool = True,
+    on_ready: Callable[[bool], None] | None = None,
+) -> None:
+    app = App(build(settings), reuse_port=reuse_port, serve_http=serve_http, on_ready=on_ready)
     await app.start()
     await app.run_until_stopped()

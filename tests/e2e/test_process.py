@@ -150,6 +150,10 @@ def test_workers_share_the_port(idp):
         assert len([p for p in pids if p]) >= 2
         r = httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/readyz", timeout=5)
         assert r.status_code == 200
+        # /metrics adds up every worker's samples.
+        text = httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/metrics", timeout=5).text
+        line = next(x for x in text.splitlines() if x.startswith('authz_checks_total{decision="allow",reason="bearer"}'))
+        assert float(line.split()[-1]) == 12.0
     assert proc.returncode == 0
 
 

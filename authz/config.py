@@ -411,6 +411,8 @@ class _Builder:
                 f"{url_prefix}oidc/callback on the gateway; bearer tokens are still accepted"
             )
 
+        if any(entry == "/" for entry in skip):
+            self.warnings.append("SKIP_AUTH_URLS contains '/': authentication is skipped for every path")
         log_level = str(raw.get("log_level") or "INFO").upper()
         if log_level not in _LOG_LEVELS:
             self.bad(

@@ -45,9 +45,13 @@ def b64url_decode(segment: str) -> bytes:
     if not _B64URL.match(segment) or len(segment) % 4 == 1:
         raise TokenError("token_malformed", "bad base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError) as exc:
         raise TokenError("token_malformed", "bad base64url") from exc
+    # Canonical form only: leftover bits must be zero, so one value has one spelling.
+    if base64.urlsafe_b64encode(data).rstrip(b"=") != segment.encode("ascii"):
+        raise TokenError("token_malformed", "non-canonical base64url")
+    return data
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -87,10 +91,10 @@ def parse_compact(token: str, max_bytes: int) -> ParsedJWS:
     if dots != 2:
         raise TokenError("token_malformed", "not three segments")
     head_b64, payload_b64, sig_b64 = token.split(".")
+    header = strict_json_object(b64url_decode(head_b64))
+    _check_header(header)  # before the signature: "alg: none" reports as such
     if not sig_b64:
         raise TokenError("token_signature_missing", "empty signature")
-    header = strict_json_object(b64url_decode(head_b64))
-    _check_header(header)
     payload = b64url_decode(payload_b64)
     signature = b64url_decode(sig_b64)
     if not signature:

@@ -234,7 +234,8 @@ def test_empty_bearer_is_missing_credentials(engine: Engine, clock: FakeClock) -
 @pytest.mark.parametrize(
     ("token", "reason"),
     [("garbage", "token_malformed"), ("a b", "token_malformed"), ("a.b.c", "token_malformed"),
-     ("eyJ.eyJ.", "token_signature_missing")],
+     ("eyJ.eyJ.", "token_malformed"),
+     ("eyJhbGciOiJSUzI1NiJ9.eyJ9.", "token_signature_missing")],
 )  # fmt: skip
 def test_bad_token_is_a_401_invalid_token(engine: Engine, clock: FakeClock, token: str, reason: str) -> None:
     assert_deny(engine.decide(bearer(token), clock.now, lookup), 401, reason, INVALID_TOKEN_CHALLENGE)

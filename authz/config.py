@@ -387,7 +387,7 @@ class _Builder:
             self.bad("issuers", "must be a list of issuer mappings")
             extra = []
         for index, item in enumerate(extra):
-            issuer = self.issuer(f"issuers[{index}]", item, user_claim, groups_claim, user_prefix)
+            issuer = self.issuer(f"issuers[{index}]", item, user_claim, groups_claim, user_prefix, ca_bundle)
             if issuer is not None:
                 issuers.append(issuer)
         if not issuers:
@@ -498,7 +498,7 @@ class _Builder:
         )
 
     def issuer(
-        self, where: str, item: Any, user_claim: str, groups_claim: str, user_prefix: str
+        self, where: str, item: Any, user_claim: str, groups_claim: str, user_prefix: str, ca_bundle: str | None
     ) -> IssuerSettings | None:
         if not isinstance(item, dict):
             self.bad(where, "must be a mapping with at least issuer and audiences")
@@ -519,7 +519,8 @@ class _Builder:
             user_claim=str(item.get("user_claim") or user_claim),
             groups_claim=str(item.get("groups_claim") or groups_claim),
             user_prefix=str(item.get("user_prefix") if item.get("user_prefix") is not None else user_prefix),
-            ca_bundle=self.file(f"{where}.ca_bundle", item.get("ca_bundle")),
+            ca_bundle=self.file(f"{where}.ca_bundle", item.get("ca_bundle")) or ca_bundle,
+            key_fetch_token_file=self.file(f"{where}.key_fetch_token_file", item.get("key_fetch_token_file")),
             jwks_uri=jwks_uri,
             jwks_file=jwks_file,
             token_types=tuple(t.lower().removeprefix("application/") for t in _csv(item.get("token_types"))),

@@ -65,13 +65,24 @@ class Fetcher:
             self._clients[ca_bundle] = client
         return client
 
-    async def get_json(self, url: str, ca_bundle: str | None, code: str) -> Fetched:
-        """GET ``url`` and parse JSON. Raises DependencyUnavailable(code)."""
+    async def get_json(self, url: str, ca_bundle: str | None, code: str, token_file: str | None = None) -> Fetched:
+        """GET ``url`` and parse JSON. Raises DependencyUnavailable(code).
+
+        ``token_file``: re-read at every fetch (projected tokens rotate) and sent as a bearer
+        token, only to the URL's own host.
+        """
         client = self.client(ca_bundle)
+        headers = {"accept": "application/json"}
+        if token_file:
+            try:
+                with open(token_file, encoding="ascii") as fh:
+                    headers["authorization"] = "Bearer " + fh.read().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DependencyUnavailable(code, "cannot read key_fetch_token_file") from exc
         host = urlsplit(url).netloc
         for _ in range(HTTP_MAX_REDIRECTS + 1):
             try:
-                async with client.stream("GET", url, headers={"accept": "application/json"}) as resp:
+                async with client.stream("GET", url, headers=headers) as resp:
                     if resp.is_redirect:
                         target = urljoin(url, resp.headers.get("location", ""))
                         if urlsplit(target).netloc != host:

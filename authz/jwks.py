@@ -173,7 +173,9 @@ class KeyManager:
         issuer = state.settings.issuer
         url = issuer.rstrip("/") + "/.well-known/openid-configuration"
         try:
-            fetched = await self._fetcher.get_json(url, state.settings.ca_bundle, "discovery_failed")
+            fetched = await self._fetcher.get_json(
+                url, state.settings.ca_bundle, "discovery_failed", state.settings.key_fetch_token_file
+            )
         except DependencyUnavailable:
             metrics.KEY_FETCHES.labels(issuer, "discovery_error").inc()
             raise
@@ -200,7 +202,9 @@ class KeyManager:
                 await self._discover(state)
             assert state.jwks_uri is not None
             try:
-                fetched = await self._fetcher.get_json(state.jwks_uri, settings.ca_bundle, "jwks_fetch_failed")
+                fetched = await self._fetcher.get_json(
+                    state.jwks_uri, settings.ca_bundle, "jwks_fetch_failed", settings.key_fetch_token_file
+                )
             except DependencyUnavailable:
                 metrics.KEY_FETCHES.labels(issuer, "error").inc()
                 raise

@@ -109,6 +109,13 @@ class LoginFlow:
     def _ttl(self, session: Session, now: float) -> float:
         return max(1.0, min(self._max_age - (now - session.created_at), self._idle))
 
+    async def _reread(self, sid: str) -> Session | None:
+        """The session as the store has it now, past this process's read cache."""
+        forget = getattr(self.store, "forget", None)
+        if forget is not None:
+            forget(sid)
+        return await self.store.get(sid)
+
     async def _refresh(self, sid: str, session: Session) -> Session | None:
         """One refresh per session across replicas (store lock); others wait for its result."""
         lock = "refresh:" + self.policy.csrf_token(sid)
@@ -116,16 +123,22 @@ class LoginFlow:
             deadline = self._clock() + REFRESH_WAIT
             while self._clock() < deadline:
                 await asyncio.sleep(0.1)
-                forget = getattr(self.store, "forget", None)
-                if forget is not None:
-                    forget(sid)
-                current = await self.store.get(sid)
+                current = await self._reread(sid)
                 if current is None:
                     return None
                 if current.id_token_expires_at > self._clock():
                     return current
             raise DependencyUnavailable("session_refresh_busy", "refresh by another replica did not finish")
         try:
+            # The record read before the lock may be stale: another replica can have refreshed
+            # it since (this process's read cache still holds the old one). Refreshing with a
+            # rotated-away refresh token makes the provider revoke the whole grant.
+            current = await self._reread(sid)
+            if current is None:
+                return None
+            if current.id_token_expires_at > self._clock():
+                return current
+            session = current
             endpoint = (await self.keys.ensure_discovery(self._issuer)).get("token_endpoint")
             if not isinstance(endpoint, str):
                 raise DependencyUnavailable("provider_unavailable", "no token_endpoint")

@@ -69,6 +69,9 @@ class IssuerSettings:
     # empty: any or none. Set e.g. ("at+jwt",) to refuse ID tokens as access tokens.
     token_types: tuple[str, ...] = ()
     required: bool = True
+    # A bearer token file sent when fetching discovery/JWKS (the Kubernetes API server's
+    # /openid/v1/jwks needs one: /var/run/secrets/kubernetes.io/serviceaccount/token).
+    key_fetch_token_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,3 +151,19 @@ async def test_bad_jwks_body_keeps_old_keys(idp, start_app, body):
     assert idp.state.requests["/keys"] == 2
     resp = await running.stub.Check(check_request("/", {"authorization": f"Bearer {with_issuer(idp, sub='x2')}"}))
     assert resp.status.code == 0
+
+
+async def test_key_fetch_token_file_is_sent_like_a_service_account(idp, start_app, tmp_path):
+    """The Kubernetes API server serves /openid/v1/jwks only to authenticated callers."""
+    from authz.settings import IssuerSettings
+    from tests.support.tokens import AUDIENCE
+
+    token_file = tmp_path / "token"
+    token_file.write_text("sa-token-1\n")
+    idp.state.require_authorization = "Bearer sa-token-1"
+    issuer = IssuerSettings(issuer=idp.issuer, audiences=(AUDIENCE,), key_fetch_token_file=str(token_file))
+    running = await start_app(make_settings(idp.issuer, issuers=(issuer,)))
+    await wait_for(lambda: _serving(running))
+    resp = await running.stub.Check(check_request("/", {"authorization": f"Bearer {with_issuer(idp)}"}))
+    assert resp.status.code == 0
+    assert set(idp.state.seen_authorization) == {"Bearer sa-token-1"}

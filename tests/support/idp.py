@@ -23,6 +23,8 @@ class IdPState:
     redirect_to: str | None = None
     requests: Counter[str] = field(default_factory=Counter)
     issuer: str = ""
+    require_authorization: str | None = None  # e.g. "Bearer <sa token>", as the Kubernetes API server
+    seen_authorization: list[str] = field(default_factory=list)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -37,6 +39,10 @@ class _Handler(BaseHTTPRequestHandler):
         state.requests[path] += 1
         if state.delay:
             time.sleep(state.delay)
+        state.seen_authorization.append(self.headers.get("authorization", ""))
+        if state.require_authorization and self.headers.get("authorization") != state.require_authorization:
+            self._send(401, b'{"kind":"Status","code":401}')
+            return
         if path == "/.well-known/openid-configuration":
             self._send(200, json.dumps({"issuer": state.issuer, "jwks_uri": state.issuer + "/keys"}).encode())
             return

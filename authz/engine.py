@@ -7,6 +7,7 @@ with ``refetched=True``.
 
 from __future__ import annotations
 
+from authz import cookies
 from authz.decision import Allow, Decision, Deny, NeedKeys, json_deny
 from authz.errors import AuthzError, ForbiddenError, UnknownKeyError
 from authz.identity import GroupPolicy, Identity, normalize_header_name
@@ -31,13 +32,19 @@ class Engine:
         self._identity_headers = frozenset({settings.userid_header, settings.groups_header})
         self._denies: dict[tuple[int, str], Deny] = {}
         self._bearer_challenge = f'Bearer realm="{settings.realm}"'
+        self._session_cookie = settings.session.cookie_name if settings.login_enabled else ""
 
     # -- public -----------------------------------------------------------------
 
     def decide(self, req: AuthRequest, now: float, keys: KeyLookup, *, refetched: bool = False) -> Decision | NeedKeys:
         spoofed = self.spoofed_headers(req)
         if self.skip and self.skip.matches(req.path):
-            return Allow(reason="skip_auth", remove=spoofed)
+            cookie = self.upstream_cookie(req)
+            if cookie is None:
+                return Allow(reason="skip_auth", remove=spoofed)
+            if cookie:
+                return Allow(reason="skip_auth", headers=(("cookie", cookie),), remove=spoofed)
+            return Allow(reason="skip_auth", remove=(*spoofed, "cookie"))
         auth = req.headers.get("authorization")
         if auth is None:
             return self.deny(401, "missing_credentials")
@@ -49,7 +56,7 @@ class Engine:
             return self.deny(exc.status, exc.code)
         except AuthzError as exc:
             return self.deny(exc.status, exc.code)
-        return self.authorize(identity, spoofed, "bearer")
+        return self.authorize(identity, spoofed, "bearer", self.upstream_cookie(req))
 
     def authenticate_bearer(self, value: str, now: float, keys: KeyLookup) -> Identity:
         """Identity of an Authorization header value; raises AuthzError."""
@@ -85,6 +92,17 @@ class Engine:
             else:
                 remove += ("cookie",)
         return Allow(reason=reason, headers=headers, remove=remove, identity=identity)
+
+    def upstream_cookie(self, req: AuthRequest) -> str | None:
+        """The Cookie header without our session cookie; None when it carries none.
+
+        The session id never reaches an upstream, whichever way the request was allowed.
+        """
+        name = self._session_cookie
+        cookie = req.headers.get("cookie")
+        if not name or cookie is None or name not in cookie:
+            return None
+        return cookies.without(cookie, {name})
 
     def spoofed_headers(self, req: AuthRequest) -> tuple[str, ...]:
         """Names of client-sent headers that claim to be an identity header."""

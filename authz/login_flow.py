@@ -103,7 +103,7 @@ class LoginFlow:
             session = session.touched(now)
             await self.store.put(sid, session, self._ttl(session, now))
         identity = Identity(session.user, session.groups, session.issuer, session.id_token_expires_at)
-        upstream_cookie = cookies.without(req.headers.get("cookie", ""), {self.policy.cookie_name})
+        upstream_cookie = self.engine.upstream_cookie(req)
         return self.engine.authorize(identity, self.engine.spoofed_headers(req), "session", upstream_cookie)
 
     def _ttl(self, session: Session, now: float) -> float:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -22,6 +23,20 @@ from authz.sessions import LoginState, Session, digest
 log = logging.getLogger("authz.redis")
 _PREFIX = "authz:"
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+_Record = TypeVar("_Record")
+
+
+def _decode(parse: Callable[[bytes], _Record], raw: bytes | None, operation: str) -> _Record | None:
+    """A stored record, or None when there is none or this version cannot read it."""
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        # Written by another authz version (rolling upgrade) or damaged: treated as absent, so
+        # the user is asked to log in again instead of getting a 500 on every request.
+        log.warning("unreadable record", extra={"operation": operation, "error": type(exc).__name__})
+        return None
 
 
 class RedisStore:
@@ -56,7 +71,7 @@ class RedisStore:
         if cached is not None and now < cached[0]:
             return cached[1]
         raw = await self._call("get", self._redis.get(_PREFIX + "s:" + key))
-        session = Session.from_json(raw) if raw else None
+        session = _decode(Session.from_json, raw, "get")
         if self._cache_ttl > 0:
             if len(self._cache) >= self._cache_size:
                 self._cache.pop(next(iter(self._cache)))
@@ -80,7 +95,7 @@ class RedisStore:
 
     async def take_state(self, state: str) -> LoginState | None:
         raw = await self._call("take_state", self._redis.getdel(_PREFIX + "l:" + digest(state)))
-        return LoginState.from_json(raw) if raw else None
+        return _decode(LoginState.from_json, raw, "take_state")
 
     async def lock(self, name: str, ttl: float) -> bool:
         token = secrets.token_hex(16)

@@ -22,7 +22,7 @@ from authz.jwks import KeyManager
 from authz.login import LoginPolicy, RandomBytes
 from authz.oidc_client import OIDCClient
 from authz.request import AuthRequest
-from authz.sessions import Session, SessionStore
+from authz.sessions import Session, SessionStore, digest
 
 log = logging.getLogger("authz.login")
 REFRESH_LOCK_TTL = 10.0
@@ -118,7 +118,9 @@ class LoginFlow:
 
     async def _refresh(self, sid: str, session: Session) -> Session | None:
         """One refresh per session across replicas (store lock); others wait for its result."""
-        lock = "refresh:" + self.policy.csrf_token(sid)
+        # Named by the digest the session is stored under: the store learns nothing new (the
+        # CSRF token, also derived from the id, must never be written to it).
+        lock = "refresh:" + digest(sid)
         if not await self.store.lock(lock, REFRESH_LOCK_TTL):
             deadline = self._clock() + REFRESH_WAIT
             while self._clock() < deadline:

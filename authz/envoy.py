@@ -10,7 +10,7 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from authz.decision import Allow, Deny
-from authz.errors import AuthzError
+from authz.errors import RequestError
 from authz.request import AuthRequest
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -23,7 +23,7 @@ _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
 
 
 def parse_check_request(message: Any) -> AuthRequest:
-    """The request attributes authz uses. Raises AuthzError("request_invalid")."""
+    """The request attributes authz uses. Raises RequestError("request_invalid")."""
     http = message.attributes.request.http
     headers: dict[str, str] = dict(http.headers)
     if not headers and http.header_map.headers:
@@ -34,7 +34,7 @@ def parse_check_request(message: Any) -> AuthRequest:
             headers[name] = f"{headers[name]},{value}" if name in headers else value
     path = http.path or headers.get(":path", "")
     if not path:
-        raise AuthzError("request_invalid", "CheckRequest has no HTTP path")
+        raise RequestError("request_invalid", "CheckRequest has no HTTP path")
     return AuthRequest(
         method=http.method or headers.get(":method", ""),
         path=path,

@@ -21,6 +21,13 @@ class AuthzError(Exception):
         super().__init__(f"{self.code}: {detail}" if detail else self.code)
 
 
+class RequestError(AuthzError):
+    """The CheckRequest itself is unusable (400)."""
+
+    code = "request_invalid"
+    status = 400
+
+
 class CredentialError(AuthzError):
     """The request carries no usable credentials (client fault, 401)."""
 

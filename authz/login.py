@@ -202,7 +202,7 @@ class LoginPolicy:
         return digest("logout:" + sid)[:32]
 
     def logout_allowed(self, req: AuthRequest, sid: str) -> bool:
-        """POST from this site (Origin/Sec-Fetch-Site), or GET carrying the CSRF token."""
+        """POST from this site (Sec-Fetch-Site or Origin); GET from a same-origin link or with the CSRF token."""
         h = req.headers
         if req.method == "POST":
             site = h.get("sec-fetch-site")
@@ -211,6 +211,9 @@ class LoginPolicy:
             origin = h.get("origin")
             return origin is None or origin == self.origin or origin == f"{req.scheme}://{req.host}"
         if req.method == "GET":
+            # A link on this site (Fetch Metadata says same-origin), or the CSRF token.
+            if h.get("sec-fetch-site") == "same-origin":
+                return True
             token = self.query(req).get("csrf", "")
             return hmac.compare_digest(token, self.csrf_token(sid))
         return False

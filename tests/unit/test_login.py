@@ -261,3 +261,9 @@ def test_cookie_parsing_is_bounded_and_first_wins():
     assert cookies.parse("a=1; a=2") == {"a": "1"}
     assert cookies.without("a=1; authservice_session=x; b=2", {"authservice_session"}) == "a=1; b=2"
     assert not cookies.valid_id("x" * 300) and not cookies.valid_id("a b") and cookies.valid_id("abc_-.~")
+
+
+def test_get_logout_from_a_same_origin_link_is_allowed(policy):
+    assert policy.logout_allowed(req("/authservice/logout", sec_fetch_site="same-origin"), "SID")
+    assert not policy.logout_allowed(req("/authservice/logout", sec_fetch_site="cross-site"), "SID")
+    assert not policy.logout_allowed(req("/authservice/logout", sec_fetch_site="same-site"), "SID")

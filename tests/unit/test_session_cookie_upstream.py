@@ -54,3 +54,16 @@ def test_bearer_request_strips_session_cookie():
 def test_request_without_session_cookie_leaves_cookie_alone():
     d = engine().decide(req("/public/x", cookie="theme=dark"), 0, lambda i: KEYSET)
     assert isinstance(d, Allow) and d.headers == () and "cookie" not in d.remove
+
+
+def test_check_request_without_path_is_a_400():
+    from envoy.service.auth.v3 import external_auth_pb2 as pb
+
+    from authz.envoy import parse_check_request
+    from authz.errors import RequestError
+
+    import pytest
+
+    with pytest.raises(RequestError) as err:
+        parse_check_request(pb.CheckRequest())
+    assert err.value.status == 400 and err.value.code == "request_invalid"

@@ -3,7 +3,10 @@
 httpx plays the browser -> real Envoy (ext_authz) -> authz processes -> a real Redis that
 they share; the real OpenID Provider (demo/provider) runs the login pages; the echo upstream
 reports the headers it received. Two gateways (A, B) stand for two replicas of authz behind
-a load balancer; a second provider with 2-second ID tokens drives the refresh tests.
+a load balancer; two more (S1, S2), whose provider issues 2-second ID tokens and whose
+sessions end after 5 idle seconds, drive the refresh and idle tests. Timing is read from the
+session record authz keeps in Redis (the test knows the cookie, so it knows the key); the
+wrong-nonce case rewrites the stored login state, as no real provider sends a wrong nonce.
 
 Redis runs without persistence. The outage test carries the keys across the restart with
 DUMP/RESTORE to show that the *same* session works again once Redis is back, and also shows
@@ -674,46 +677,6 @@ def test_login_never_sends_the_user_off_site(world: World, browser: httpx.Client
     assert done.headers["location"] == "/"
 
 
-# -- 5. Redis outage (last: it restarts the shared Redis) -------------------------------
-
-
-def test_redis_outage_fails_closed_and_recovers(world: World, browser: httpx.Client) -> None:
-    a, store = world.a, world.store
-    log_in(browser, a)
-    sid = session_id(browser)
-    record = stored(store, sid)
-    assert record is not None
-    id_token = record["id_token"]
-    saved = store.dump()
-    pid = a.proc.pid if a.proc else None
-    store.stop()
-    try:
-        # Within session.cache_ttl a cached session may still pass; then it must be 503.
-        wait_for(lambda: who(a, sid).status_code == 503, 3.0, "session request with Redis down")
-        resp = browser.get(a.url + "/app", headers=HTML)
-        assert resp.status_code == 503 and resp.json()["reason"] == "session_store_unavailable"
-        assert "kubeflow-userid" not in resp.text
-        # No session: still 503, never a login loop.
-        resp = httpx.get(a.url + "/app", headers=HTML)
-        assert resp.status_code == 503 and "location" not in resp.headers
-        # Bearer tokens do not need Redis.
-        resp = httpx.get(a.url + "/api/data", headers={**JSON, "authorization": f"Bearer {id_token}"})
-        assert resp.status_code == 200
-        assert resp.json()["headers"]["kubeflow-userid"] == DEFAULT_USER
-    finally:
-        store.start()
-    store.restore(saved)
-    # The same authz process, the same cookie: it works again on the first try.
-    assert a.proc is not None and a.proc.poll() is None and a.proc.pid == pid
-    resp = who(a, sid)
-    assert resp.status_code == 200, resp.text
-    assert resp.json()["headers"]["kubeflow-userid"] == DEFAULT_USER
-    # And a fresh login works (what users see when Redis lost its data).
-    with httpx.Client(timeout=10) as fresh:
-        log_in(fresh, world.b)
-        assert who(world.b, session_id(fresh)).status_code == 200
-
-
 def test_provider_outage_during_refresh_is_503_then_the_session_resumes(short: World, browser: httpx.Client) -> None:
     s1, store, provider = short.a, short.store, short.provider
     log_in(browser, s1)
@@ -773,3 +736,43 @@ def test_logout_revokes_the_refresh_token(world: World, browser: httpx.Client) -
     assert browser.post(b.url + LOGOUT_PATH, headers={**XHR, "origin": b.url}).status_code == 201
     resp = _refresh_at_provider(world.provider, record["refresh_token"])
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
+
+
+# -- 5. Redis outage (last: it restarts the shared Redis) -------------------------------
+
+
+def test_redis_outage_fails_closed_and_recovers(world: World, browser: httpx.Client) -> None:
+    a, store = world.a, world.store
+    log_in(browser, a)
+    sid = session_id(browser)
+    record = stored(store, sid)
+    assert record is not None
+    id_token = record["id_token"]
+    saved = store.dump()
+    pid = a.proc.pid if a.proc else None
+    store.stop()
+    try:
+        # Within session.cache_ttl a cached session may still pass; then it must be 503.
+        wait_for(lambda: who(a, sid).status_code == 503, 3.0, "session request with Redis down")
+        resp = browser.get(a.url + "/app", headers=HTML)
+        assert resp.status_code == 503 and resp.json()["reason"] == "session_store_unavailable"
+        assert "kubeflow-userid" not in resp.text
+        # No session: still 503, never a login loop.
+        resp = httpx.get(a.url + "/app", headers=HTML)
+        assert resp.status_code == 503 and "location" not in resp.headers
+        # Bearer tokens do not need Redis.
+        resp = httpx.get(a.url + "/api/data", headers={**JSON, "authorization": f"Bearer {id_token}"})
+        assert resp.status_code == 200
+        assert resp.json()["headers"]["kubeflow-userid"] == DEFAULT_USER
+    finally:
+        store.start()
+    store.restore(saved)
+    # The same authz process, the same cookie: it works again on the first try.
+    assert a.proc is not None and a.proc.poll() is None and a.proc.pid == pid
+    resp = who(a, sid)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["headers"]["kubeflow-userid"] == DEFAULT_USER
+    # And a fresh login works (what users see when Redis lost its data).
+    with httpx.Client(timeout=10) as fresh:
+        log_in(fresh, world.b)
+        assert who(world.b, session_id(fresh)).status_code == 200

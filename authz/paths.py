@@ -5,17 +5,27 @@ resolve differently from a plain string compare (dot segments, double slashes, e
 slashes or backslashes, backslashes, ``;`` parameters, control characters, encoded dots)
 makes the path "not canonical", and a non-canonical path is never skipped: it requires
 authentication. So normalization tricks can only ever ask for *more* checking.
+
+That includes the decodings some servers apply beyond RFC 3986: IIS's ``%u002e``, overlong
+UTF-8 (``%c0%ae`` read as "."), and Unicode compatibility forms (fullwidth ``%ef%bc%8e``
+folded to "."). Envoy passes all of these through unchanged.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from urllib.parse import unquote_to_bytes
 
 # Everything that some server, proxy or framework resolves to a different path.
 _NOT_CANONICAL = re.compile(
     r"//|\\|;|%2f|%5c|%2e|%00|%25|(?:^|/)\.\.?(?:/|$)|[\x00-\x20\x7f]",
     re.IGNORECASE,
 )
+# A "%" that does not start a two-digit escape (IIS "%u002e", a stray "%").
+_STRAY_PERCENT = re.compile(r"%(?![0-9a-f]{2})", re.IGNORECASE)
+_C1_OR_SEPARATOR = re.compile(r"[\x80-\x9f\u2028\u2029]")
+_PATH_PUNCTUATION = frozenset("./\\;%")
 
 
 def request_path(path: str) -> str:
@@ -30,7 +40,20 @@ def request_path(path: str) -> str:
 
 def is_canonical(path: str) -> bool:
     """True when ``path`` (already without query/fragment) has one obvious meaning."""
-    return path.startswith("/") and _NOT_CANONICAL.search(path) is None
+    if not path.startswith("/") or _NOT_CANONICAL.search(path) or _STRAY_PERCENT.search(path):
+        return False
+    if "%" not in path and path.isascii():
+        return True
+    try:
+        decoded = unquote_to_bytes(path).decode("utf-8")  # strict: overlong forms are invalid UTF-8
+    except UnicodeDecodeError:
+        return False
+    if _C1_OR_SEPARATOR.search(decoded):
+        return False
+    # Fullwidth U+FF0E and U+FF0F become "." and "/" under NFKC, as some frameworks normalize.
+    return not any(
+        not c.isascii() and not _PATH_PUNCTUATION.isdisjoint(unicodedata.normalize("NFKC", c)) for c in decoded
+    )
 
 
 class PathRules:

@@ -466,6 +466,11 @@ class _Builder:
             tls=self.tls(tls_raw),
             login_issuer=login_issuer,
         )
+        if settings.workers > 1 and settings.login_enabled and settings.session.store == "memory":
+            self.bad(
+                "session.store (SESSION_STORE_TYPE)",
+                "memory sessions are per process: with AUTHZ_WORKERS > 1 use SESSION_STORE_TYPE=redis",
+            )
         if settings.userid_header == settings.groups_header:
             self.bad("groups_header (GROUPS_HEADER)", "must differ from USERID_HEADER")
         return settings

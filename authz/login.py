@@ -157,17 +157,31 @@ class LoginPolicy:
         return record
 
     def login_complete(self, sid: str, state: str, return_to: str) -> Deny:
-        """302 back to the remembered page with the new session cookie."""
-        return Deny(
-            status=302,
-            reason="login_complete",
-            headers=(
-                ("location", choose(return_to, self.after_login)),
-                ("cache-control", "no-store"),
-                ("set-cookie", self.session_cookie(sid)),
-                ("set-cookie", cookies.clear_cookie(self.binding_cookie(state), self.session, path=self.callback_path)),
-            ),
+        """302 back to the remembered page with the new session cookie.
+
+        With SameSite=Strict a browser would not send the new cookie along a redirect chain
+        that started at the provider, so the hop back is a same-site navigation from a tiny
+        page instead (200 with a meta refresh and a link).
+        """
+        target = choose(return_to, self.after_login)
+        set_cookies = (
+            ("cache-control", "no-store"),
+            ("set-cookie", self.session_cookie(sid)),
+            ("set-cookie", cookies.clear_cookie(self.binding_cookie(state), self.session, path=self.callback_path)),
         )
+        if self.session.same_site == "Strict":
+            url = html.escape(target, quote=True)
+            body = (
+                f'<!doctype html><html><head><meta charset=utf-8><meta http-equiv="refresh" content="0;url={url}">'
+                f'<title>Signed in</title></head><body><a href="{url}">Continue</a></body></html>'
+            )
+            return Deny(
+                status=200,
+                reason="login_complete",
+                headers=(("content-type", "text/html; charset=utf-8"), *set_cookies),
+                body=body,
+            )
+        return Deny(status=302, reason="login_complete", headers=(("location", target), *set_cookies))
 
     def session_cookie(self, sid: str) -> str:
         return cookies.set_cookie(self.cookie_name, sid, self.session, max_age=int(self.session.max_age))

@@ -27,6 +27,7 @@ from authz.sessions import Session, SessionStore, digest
 log = logging.getLogger("authz.login")
 REFRESH_LOCK_TTL = 10.0
 REFRESH_WAIT = 3.0
+REFRESH_WITHOUT_ID_TOKEN = 3600.0
 
 
 class LoginFlow:
@@ -146,7 +147,13 @@ class LoginFlow:
                 raise DependencyUnavailable("provider_unavailable", "no token_endpoint")
             try:
                 tokens = await self.client.refresh(endpoint, session.refresh_token)
-                identity = await self._validate_id_token(tokens.id_token, None)
+                if tokens.id_token:
+                    identity = await self._validate_id_token(tokens.id_token, None)
+                else:
+                    # No new ID token (allowed on refresh): the identity stays; the grant is
+                    # good for the new access token's lifetime.
+                    lifetime = min(tokens.expires_in or REFRESH_WITHOUT_ID_TOKEN, REFRESH_WITHOUT_ID_TOKEN)
+                    identity = Identity(session.user, session.groups, session.issuer, self._clock() + lifetime)
             except (FlowError, TokenError) as exc:
                 log.info("refresh failed; login needed", extra={"reason": exc.code})
                 await self.store.delete(sid)
@@ -156,7 +163,7 @@ class LoginFlow:
                 user=identity.user,
                 groups=identity.groups,
                 issuer=identity.issuer,
-                id_token=tokens.id_token,
+                id_token=tokens.id_token or session.id_token,
                 refresh_token=tokens.refresh_token,
                 id_token_expires_at=identity.expires_at,
                 created_at=session.created_at,
@@ -199,6 +206,8 @@ class LoginFlow:
             return self.policy.error_page(
                 "provider_error", params.get("error", "")[:200], params.get("error_description", "")[:500]
             )
+        if "iss" in params and params["iss"] != self._issuer:
+            raise FlowError("callback_issuer_mismatch", "authorization response from another issuer")
         state, code = params.get("state", ""), params.get("code", "")
         if not cookies.valid_id(state) or not code or len(code) > 2048:
             raise FlowError("callback_invalid", "state or code missing")
@@ -237,7 +246,7 @@ class LoginFlow:
             return self.policy.logged_out(req, self.policy.logout_target(None, ""))
         if not self.policy.logout_allowed(req, sid):
             return self.engine.deny(403, "csrf_invalid")
-        session = await self.store.get(sid)
+        session = await self._reread(sid)  # the newest record: its refresh token is the live one
         await self.store.delete(sid)
         discovery: dict[str, Any] = {}
         try:

@@ -24,9 +24,10 @@ log = logging.getLogger("authz.oidc")
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    id_token: str
+    id_token: str  # "" only from a refresh whose provider sent none (allowed by OIDC Core 12.2)
     refresh_token: str
     access_token: str
+    expires_in: float | None = None
 
 
 class OIDCClient:
@@ -74,16 +75,20 @@ class OIDCClient:
         return body
 
     @staticmethod
-    def _tokens(body: dict[str, Any], previous_refresh: str = "") -> Tokens:
+    def _tokens(body: dict[str, Any], previous_refresh: str = "", *, id_token_required: bool = True) -> Tokens:
         id_token = body.get("id_token")
         if not isinstance(id_token, str) or not id_token:
-            raise FlowError("id_token_missing", "token response without id_token")
+            if id_token_required or id_token is not None:
+                raise FlowError("id_token_missing", "token response without id_token")
+            id_token = ""
         refresh = body.get("refresh_token")
         access = body.get("access_token")
+        expires_in = body.get("expires_in")
         return Tokens(
             id_token=id_token,
             refresh_token=refresh if isinstance(refresh, str) else previous_refresh,
             access_token=access if isinstance(access, str) else "",
+            expires_in=float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else None,
         )
 
     async def exchange(self, endpoint: str, code: str, verifier: str) -> Tokens:
@@ -98,7 +103,8 @@ class OIDCClient:
     async def refresh(self, endpoint: str, refresh_token: str) -> Tokens:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         # Providers that rotate (Dex) send a new refresh token; others keep the old one valid.
-        return self._tokens(await self._token_call(endpoint, form), previous_refresh=refresh_token)
+        body = await self._token_call(endpoint, form)
+        return self._tokens(body, previous_refresh=refresh_token, id_token_required=False)
 
     async def revoke(self, endpoint: str, refresh_token: str) -> bool:
         """Best effort (RFC 7009); never raises."""

@@ -267,3 +267,22 @@ def test_get_logout_from_a_same_origin_link_is_allowed(policy):
     assert policy.logout_allowed(req("/authservice/logout", sec_fetch_site="same-origin"), "SID")
     assert not policy.logout_allowed(req("/authservice/logout", sec_fetch_site="cross-site"), "SID")
     assert not policy.logout_allowed(req("/authservice/logout", sec_fetch_site="same-site"), "SID")
+
+
+def test_strict_same_site_finishes_with_a_same_site_navigation():
+    policy = LoginPolicy(settings(same_site="Strict"))
+    deny = policy.login_complete("SID", "STATE", "/app?a=1&b=2")
+    assert deny.status == 200
+    assert 'http-equiv="refresh" content="0;url=/app?a=1&amp;b=2"' in deny.body
+    assert any(v.startswith("authservice_session=SID;") and "SameSite=Strict" in v for k, v in deny.headers if k == "set-cookie")
+
+
+def test_memory_sessions_with_several_workers_is_a_config_error():
+    from authz.config import load_settings
+    from authz.errors import ConfigError
+
+    env = {"OIDC_PROVIDER": "https://dex.example.com/dex", "CLIENT_ID": "k", "REDIRECT_URL": REDIRECT, "AUTHZ_WORKERS": "2"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert any("SESSION_STORE_TYPE" in p for p in err.value.problems)
+    load_settings({**env, "SESSION_STORE_TYPE": "redis"})  # fine with Redis

@@ -128,9 +128,9 @@ def _batch_timer(parse_and_read, data: bytes):
 
 def bench_parse() -> dict:
     import google.protobuf
-    from google.protobuf.internal import api_implementation
     from envoy.service.auth.v3 import external_auth_pb2
     from envoy_data_plane.envoy.service.auth.v3 import CheckRequest as EdpCheckRequest
+    from google.protobuf.internal import api_implementation
 
     data = build_request_bytes()
 
@@ -178,7 +178,7 @@ def bench_parse() -> dict:
         "ratio": med["envoy-data-plane"] / med["xds-protos"],
         # Same-round pairs share machine conditions; their ratio drifts less.
         "paired_ratio": statistics.median(
-            e / x for e, x in zip(samples["envoy-data-plane"], samples["xds-protos"])),
+            e / x for e, x in zip(samples["envoy-data-plane"], samples["xds-protos"], strict=True)),
         "protobuf": google.protobuf.__version__,
         "backend": api_implementation.Type(),
     }

@@ -34,6 +34,7 @@ import httpx
 from authz.config import ENV_IGNORED, ENV_KEYS, ENV_REJECTED
 from demo import oidc_login
 from demo.envoy_config import bootstrap
+from demo.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROVIDER_DIR = ROOT / "demo" / "provider"
@@ -87,9 +88,7 @@ def _port_free(port: int) -> bool:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 def resolve_ports(ports: Ports) -> Ports:

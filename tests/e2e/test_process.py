@@ -148,8 +148,11 @@ def test_workers_share_the_port(idp):
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         pids.update(children)
         assert len([p for p in pids if p]) >= 2
-        r = httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/readyz", timeout=5)
-        assert r.status_code == 200
+        # Ready once every worker is (the first may answer before the second has its keys).
+        deadline = time.monotonic() + 15
+        while httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "workers never all ready"
+            time.sleep(0.1)
         # /metrics adds up every worker's samples.
         text = httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/metrics", timeout=5).text
         line = next(x for x in text.splitlines() if x.startswith('authz_checks_total{decision="allow",reason="bearer"}'))

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,8 @@ from urllib.parse import urljoin
 
 import httpx
 
+from tests.support.servers import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_DIR = REPO_ROOT / "demo" / "provider"
 SERVER_JS = PROVIDER_DIR / "server.js"
@@ -34,12 +35,6 @@ START_TIMEOUT = 20.0
 DEFAULT_USER = "user@example.com"
 DEFAULT_PASSWORD = "password"
 OTHER_USER = "other@example.com"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Provider:

@@ -18,15 +18,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.servers import free_port
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _command(port: int, *args: str, timeout: float = 1.0) -> bytes:

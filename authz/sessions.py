@@ -74,29 +74,37 @@ class SessionStore(Protocol):
 
 
 class MemoryStore:
-    """Bounded, TTL'd, one process. Oldest entries go first when full."""
+    """Bounded, TTL'd, one process. Oldest entries go first when full.
+
+    Login states are kept apart from sessions, each bounded by ``max_entries``: anyone can make
+    authz keep a login state by asking for a page, and such a flood must push out only other
+    pending logins, never the session of a user who is logged in.
+    """
 
     def __init__(self, max_entries: int, clock: Any) -> None:
         self._max = max_entries
         self._clock = clock
-        self._data: dict[str, tuple[float, Any]] = {}
+        self._data: dict[str, tuple[float, Any]] = {}  # sessions and refresh locks
+        self._states: dict[str, tuple[float, Any]] = {}  # login states
 
-    def _get(self, key: str) -> Any:
-        entry = self._data.get(key)
+    def _get(self, key: str, table: dict[str, tuple[float, Any]] | None = None) -> Any:
+        table = self._data if table is None else table
+        entry = table.get(key)
         if entry is None:
             return None
         if self._clock() >= entry[0]:
-            del self._data[key]
+            del table[key]
             return None
         return entry[1]
 
-    def _put(self, key: str, value: Any, ttl: float) -> None:
-        if len(self._data) >= self._max and key not in self._data:
-            del self._data[next(iter(self._data))]
-        self._data[key] = (self._clock() + ttl, value)
+    def _put(self, key: str, value: Any, ttl: float, table: dict[str, tuple[float, Any]] | None = None) -> None:
+        table = self._data if table is None else table
+        if len(table) >= self._max and key not in table:
+            del table[next(iter(table))]
+        table[key] = (self._clock() + ttl, value)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) + len(self._states)
 
     async def get(self, sid: str) -> Session | None:
         value: Session | None = self._get("s:" + digest(sid))
@@ -109,12 +117,12 @@ class MemoryStore:
         self._data.pop("s:" + digest(sid), None)
 
     async def put_state(self, state: str, record: LoginState, ttl: float) -> None:
-        self._put("l:" + digest(state), record, ttl)
+        self._put("l:" + digest(state), record, ttl, self._states)
 
     async def take_state(self, state: str) -> LoginState | None:
         key = "l:" + digest(state)
-        value: LoginState | None = self._get(key)
-        self._data.pop(key, None)
+        value: LoginState | None = self._get(key, self._states)
+        self._states.pop(key, None)
         return value
 
     async def lock(self, name: str, ttl: float) -> bool:
@@ -128,6 +136,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._data.clear()
+        self._states.clear()
 
 
 __all__ = ["DependencyUnavailable", "LoginState", "MemoryStore", "Session", "SessionStore", "digest"]

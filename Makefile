@@ -27,5 +27,13 @@ demo: install
 bench: install
 	$(PY) -m bench
 
+# Ten minutes at ~70% of measured capacity through real Envoy (SOAK_ARGS="--minutes 2" for less).
+soak: install
+	$(PY) -m soak $(SOAK_ARGS)
+
+# A million fuzzed inputs through authz's whole Check path (FUZZ_ARGS="--inputs 100000" for fewer).
+fuzz: install
+	$(PY) -m tests.fuzz $(FUZZ_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache demo/provider/node_modules

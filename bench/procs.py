@@ -19,12 +19,46 @@ from typing import Any
 
 import grpc
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.servers import ROOT, free_port, grpc_env, wait_serving
-
+ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 ENVOY = str(Path(sys.executable).parent / "envoy")
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def grpc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child: no authz/OIDC settings leak in from the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OIDC_", "CLIENT_", "AUTHZ_", "SESSION_"))}
+    env["PATH"] = f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra or {})
+    return env
+
+
+def wait_serving(port: int, timeout: float) -> None:
+    """Until grpc.health.v1 says SERVING (keys loaded)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if (
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing SERVING on {port} after {timeout} s")
+            time.sleep(0.1)
 
 
 # -- /proc ----------------------------------------------------------------------
@@ -264,6 +298,3 @@ def checks_by_decision(proc: Proc) -> dict[str, float]:
             decision = labels.split('decision="', 1)[1].split('"', 1)[0]
             totals[decision] = totals.get(decision, 0.0) + float(value)
     return totals
-
-
-__all__ = ["free_port"]

@@ -14,7 +14,7 @@ from authz.identity import GroupPolicy, Identity, normalize_header_name
 from authz.paths import PathRules
 from authz.request import AuthRequest, bearer_token
 from authz.settings import Settings
-from authz.token_cache import TokenCache
+from authz.token_cache import CacheEntry, TokenCache
 from authz.tokens import KeyLookup, TokenValidator
 
 
@@ -30,6 +30,7 @@ class Engine:
         self.policy = GroupPolicy(settings.groups_allowlist)
         self.cache = token_cache or TokenCache(settings.token_cache_size, settings.token_cache_ttl)
         self._identity_headers = frozenset({settings.userid_header, settings.groups_header})
+        self._identity_lengths = frozenset(len(name) for name in self._identity_headers)
         self._denies: dict[tuple[int, str], Deny] = {}
         self._bearer_challenge = f'Bearer realm="{settings.realm}"'
         self._session_cookie = settings.session.cookie_name if settings.login_enabled else ""
@@ -49,24 +50,34 @@ class Engine:
         if auth is None:
             return self.deny(401, "missing_credentials")
         try:
-            identity = self.authenticate_bearer(auth, now, keys)
+            identity, entry = self._authenticate(auth, now, keys)
         except UnknownKeyError as exc:
             if not refetched:
                 return NeedKeys(exc.issuer)
             return self.deny(exc.status, exc.code)
         except AuthzError as exc:
             return self.deny(exc.status, exc.code)
-        return self.authorize(identity, spoofed, "bearer", self.upstream_cookie(req))
+        cookie = self.upstream_cookie(req)
+        if spoofed or cookie is not None or entry is None:
+            return self.authorize(identity, spoofed, "bearer", cookie)
+        # Nothing to strip: the answer depends on the identity alone, so it is built once per token.
+        if entry.decision is None:
+            entry.decision = self.authorize(identity, (), "bearer")
+        decision: Decision = entry.decision
+        return decision
 
     def authenticate_bearer(self, value: str, now: float, keys: KeyLookup) -> Identity:
         """Identity of an Authorization header value; raises AuthzError."""
-        token = bearer_token(value)
-        key = self.cache.key(token)
-        identity = self.cache.get(key, now)
-        if identity is None:
-            identity = self.validator.validate(token, now, keys)
-            self.cache.put(key, identity, now)
-        return identity
+        return self._authenticate(value, now, keys)[0]
+
+    def _authenticate(self, value: str, now: float, keys: KeyLookup) -> tuple[Identity, CacheEntry | None]:
+        # Keyed by the whole header value: a hit means this exact value was parsed and verified.
+        key = self.cache.key(value)
+        entry = self.cache.lookup(key, now)
+        if entry is not None:
+            return entry.identity, entry
+        identity = self.validator.validate(bearer_token(value), now, keys)
+        return identity, self.cache.put(key, identity, now)
 
     def authorize(
         self, identity: Identity, spoofed: tuple[str, ...], reason: str, upstream_cookie: str | None = None
@@ -106,8 +117,10 @@ class Engine:
 
     def spoofed_headers(self, req: AuthRequest) -> tuple[str, ...]:
         """Names of client-sent headers that claim to be an identity header."""
-        names = self._identity_headers
-        return tuple(name for name in req.headers if normalize_header_name(name) in names)
+        names, lengths = self._identity_headers, self._identity_lengths
+        # Normalizing keeps the length of every name that can match (identity header names are
+        # ASCII), so names of another length are skipped without being normalized.
+        return tuple(name for name in req.headers if len(name) in lengths and normalize_header_name(name) in names)
 
     def deny(self, status: int, reason: str) -> Deny:
         """A prebuilt deny for (status, reason); 401s carry an RFC 6750 challenge."""

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from authz.identity import Identity
 
 
+class CacheEntry:
+    """One verified Authorization value: its identity, until when, and the engine's decision.
+
+    ``decision`` is what the engine answers for this identity on a request with nothing to
+    strip (no spoofed identity header, no session cookie); it is built on first use, so a
+    repeated token costs neither a signature check nor rebuilding the answer.
+    """
+
+    __slots__ = ("decision", "identity", "until")
+
+    def __init__(self, identity: Identity, until: float) -> None:
+        self.identity = identity
+        self.until = until
+        self.decision: Any = None
+
+
 class TokenCache:
-    """Keyed by a digest of the token (the token itself is never kept).
+    """Keyed by a digest of the Authorization header value (the token itself is never kept).
 
     An entry expires no later than the token's ``exp`` and no later than ``ttl`` after it
     was verified; when full, the oldest entry goes first.
@@ -17,7 +34,7 @@ class TokenCache:
     __slots__ = ("_entries", "_size", "_ttl", "hits", "misses")
 
     def __init__(self, size: int, ttl: float) -> None:
-        self._entries: dict[bytes, tuple[Identity, float]] = {}
+        self._entries: dict[bytes, CacheEntry] = {}
         self._size = size
         self._ttl = ttl
         self.hits = 0
@@ -27,26 +44,32 @@ class TokenCache:
         return len(self._entries)
 
     @staticmethod
-    def key(token: str) -> bytes:
-        return hashlib.blake2b(token.encode("ascii"), digest_size=16).digest()
+    def key(value: str) -> bytes:
+        return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
-    def get(self, key: bytes, now: float) -> Identity | None:
+    def lookup(self, key: bytes, now: float) -> CacheEntry | None:
         entry = self._entries.get(key)
         if entry is not None:
-            if now < entry[1]:
+            if now < entry.until:
                 self.hits += 1
-                return entry[0]
+                return entry
             del self._entries[key]
         self.misses += 1
         return None
 
-    def put(self, key: bytes, identity: Identity, now: float) -> None:
+    def get(self, key: bytes, now: float) -> Identity | None:
+        entry = self.lookup(key, now)
+        return entry.identity if entry is not None else None
+
+    def put(self, key: bytes, identity: Identity, now: float) -> CacheEntry | None:
+        """Remember a verified identity; None when the cache is off (size 0)."""
         if self._size <= 0:
-            return
+            return None
         entries = self._entries
         if len(entries) >= self._size and key not in entries:
             del entries[next(iter(entries))]
-        entries[key] = (identity, min(identity.expires_at, now + self._ttl))
+        entry = entries[key] = CacheEntry(identity, min(identity.expires_at, now + self._ttl))
+        return entry
 
     def clear(self) -> None:
         self._entries.clear()

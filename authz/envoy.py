@@ -25,7 +25,9 @@ _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
 def parse_check_request(message: Any) -> AuthRequest:
     """The request attributes authz uses. Raises RequestError("request_invalid")."""
     http = message.attributes.request.http
-    headers: dict[str, str] = dict(http.headers)
+    raw = http.headers
+    # A comprehension, not dict(raw): dict() walks the protobuf map through the Mapping mixins.
+    headers: dict[str, str] = {name: raw[name] for name in raw}
     if not headers and http.header_map.headers:
         # encode_raw_headers: values are bytes; repeated names are joined as Envoy does.
         for entry in http.header_map.headers:
@@ -77,16 +79,29 @@ def denied_response(decision: Deny) -> pb.CheckResponse:
 
 
 class ResponseEncoder:
-    """Decision to CheckResponse; deny responses are built once per Deny value."""
+    """Decision to CheckResponse, each built once per decision value.
 
-    __slots__ = ("_denies",)
+    Allows are kept for the most recent ``MAX_ALLOWS`` values (oldest out first): the engine
+    hands back the same Allow for a repeated token, so its answer is one dict lookup.
+    """
+
+    __slots__ = ("_allows", "_denies")
+    MAX_ALLOWS = 4096
 
     def __init__(self) -> None:
         self._denies: dict[Deny, pb.CheckResponse] = {}
+        self._allows: dict[Allow, pb.CheckResponse] = {}
 
     def encode(self, decision: Allow | Deny) -> pb.CheckResponse:
         if isinstance(decision, Allow):
-            return ok_response(decision)
+            allows = self._allows
+            response = allows.get(decision)
+            if response is None:
+                response = ok_response(decision)
+                if len(allows) >= self.MAX_ALLOWS:
+                    del allows[next(iter(allows))]
+                allows[decision] = response
+            return response
         cached = self._denies.get(decision)
         if cached is None:
             cached = denied_response(decision)

@@ -20,6 +20,7 @@ from authz.jwks import KeyManager
 from authz.login_flow import LoginFlow
 
 log = logging.getLogger("authz.check")
+_MAX_LABEL_CHILDREN = 1024  # reasons are a fixed set of codes; this only bounds the memo
 
 
 class CheckHandler:
@@ -35,6 +36,9 @@ class CheckHandler:
         self._encoder = ResponseEncoder()
         self._debug = log.isEnabledFor(logging.DEBUG)
         self._cache = engine.cache
+        # Metric children by label values: labels() takes a lock and builds a key on every call.
+        self._checks: dict[tuple[str, str], Any] = {}
+        self._cache_hits = metrics.TOKEN_CACHE.labels("hit")
 
     async def check(self, message: pb.CheckRequest) -> pb.CheckResponse:
         started = time.perf_counter()
@@ -67,10 +71,15 @@ class CheckHandler:
         kind = "allow" if isinstance(decision, Allow) else "deny"
         if isinstance(decision, Deny) and decision.status in (301, 302, 303, 307):
             kind = "redirect"
-        metrics.CHECKS.labels(kind, decision.reason).inc()
+        checks = self._checks.get((kind, decision.reason))
+        if checks is None:
+            checks = metrics.CHECKS.labels(kind, decision.reason)
+            if len(self._checks) < _MAX_LABEL_CHILDREN:
+                self._checks[(kind, decision.reason)] = checks
+        checks.inc()
         metrics.CHECK_SECONDS.observe(time.perf_counter() - started)
         if cache_hit:
-            metrics.TOKEN_CACHE.labels("hit").inc()
+            self._cache_hits.inc()
         if self._debug:
             extra: dict[str, Any] = {
                 "decision": kind,

@@ -45,7 +45,9 @@ class TokenCache:
 
     @staticmethod
     def key(value: str) -> bytes:
-        return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        # SHA-256 runs in OpenSSL (SHA extensions where the CPU has them); hashlib's BLAKE2
+        # is the portable reference code, slower for a 1 KB token.
+        return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
     def lookup(self, key: bytes, now: float) -> CacheEntry | None:
         entry = self._entries.get(key)

@@ -49,7 +49,7 @@ class CheckHandler:
             request_id = req.request_id
             login = self.login
             if login is not None and (
-                login.handles(req) or ("authorization" not in req.headers and not self.engine.skip.matches(req.path))
+                login.handles(req) or ("authorization" not in req.headers and not self.engine.skips(req.path))
             ):
                 decision: Decision = await login.check(req)
             else:

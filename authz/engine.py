@@ -36,6 +36,7 @@ class Engine:
         self.cache = token_cache or TokenCache(settings.token_cache_size, settings.token_cache_ttl)
         self._identity_headers = frozenset({settings.userid_header, settings.groups_header})
         self._identity_lengths = frozenset(len(name) for name in self._identity_headers)
+        self._spoof_names = _spellings(self._identity_headers)
         self._denies: dict[tuple[int, str], Deny] = {}
         self._bearer_challenge = f'Bearer realm="{settings.realm}"'
         self._session_cookie = settings.session.cookie_name if settings.login_enabled else ""
@@ -134,6 +135,14 @@ class Engine:
 
     def spoofed_headers(self, req: AuthRequest) -> tuple[str, ...]:
         """Names of client-sent headers that claim to be an identity header."""
+        spellings = self._spoof_names
+        if spellings is not None:
+            sent = list(req.headers)
+            joined = "".join(sent)
+            # Names that lower-casing leaves alone normalize by "_" -> "-" only, so they claim
+            # an identity header exactly when they are one of its spellings (set test in C).
+            if joined == joined.lower() and spellings.isdisjoint(sent):
+                return ()
         names, lengths = self._identity_headers, self._identity_lengths
         # Normalizing keeps the length of every name that can match (identity header names are
         # ASCII), so names of another length are skipped without being normalized.
@@ -155,3 +164,20 @@ class Engine:
         if len(self._denies) < 256:
             self._denies[(status, reason)] = deny
         return deny
+
+
+def _spellings(names: frozenset[str]) -> frozenset[str] | None:
+    """Every lower-case name that normalizes to one of ``names``: each "-" may be "_".
+
+    None when there would be too many to list (then every name is normalized instead).
+    """
+    out: set[str] = set()
+    for name in names:
+        if "_" in name:
+            continue  # nothing normalizes to a name with "_"
+        parts = name.split("-")
+        if len(parts) > 9:
+            return None
+        for mask in range(1 << (len(parts) - 1)):
+            out.add(parts[0] + "".join(("_" if mask >> i & 1 else "-") + part for i, part in enumerate(parts[1:])))
+    return frozenset(out)

@@ -15,7 +15,7 @@ from authz import metrics
 from authz.decision import Allow, Decision, Deny, NeedKeys
 from authz.engine import Engine
 from authz.envoy import ResponseEncoder, parse_check_request
-from authz.errors import AuthzError
+from authz.errors import AuthzError, UnknownKeyError
 from authz.jwks import KeyManager
 from authz.login_flow import LoginFlow
 
@@ -55,8 +55,14 @@ class CheckHandler:
             else:
                 result = self.engine.decide(req, self._clock(), self.keys.lookup)
                 if isinstance(result, NeedKeys):
+                    known = self.keys.lookup(result.issuer)
                     await self.keys.refetch_unknown_kid(result.issuer)
-                    result = self.engine.decide(req, self._clock(), self.keys.lookup, refetched=True)
+                    if self.keys.lookup(result.issuer) is known:
+                        # No new keys (the refetch is rate limited, or found nothing new):
+                        # deciding again would fail the same way, after parsing the token again.
+                        result = self.engine.deny(UnknownKeyError.status, UnknownKeyError.code)
+                    else:
+                        result = self.engine.decide(req, self._clock(), self.keys.lookup, refetched=True)
                 decision = result  # type: ignore[assignment]
         except AuthzError as exc:
             decision = self.engine.deny(exc.status, exc.code)

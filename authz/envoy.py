@@ -90,13 +90,17 @@ def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.Heade
 
 
 def ok_response(decision: Allow) -> pb.CheckResponse:
-    return pb.CheckResponse(
-        status=_OK_STATUS,
-        ok_response=pb.OkHttpResponse(
-            headers=_header_options(decision.headers),
-            headers_to_remove=list(decision.remove),
-        ),
-    )
+    # Filled in place (add() per header): half the cost of nesting constructors, same bytes.
+    response = pb.CheckResponse(status=_OK_STATUS)
+    ok = response.ok_response
+    ok.SetInParent()
+    add = ok.headers.add
+    for key, value in decision.headers:
+        option = add(append_action=_OVERWRITE)
+        option.header.key = key
+        option.header.value = value
+    ok.headers_to_remove.extend(decision.remove)
+    return response
 
 
 def denied_response(decision: Deny) -> pb.CheckResponse:

@@ -22,7 +22,19 @@ from bench import procs, report
 from bench.scenarios import FULL, QUICK, Bench
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ("cached", "distinct", "session", "invalid", "envoy", "workers", "growth", "curve", "profile", "memory")
+SCENARIOS = (
+    "cached",
+    "distinct",
+    "session",
+    "invalid",
+    "forged",
+    "envoy",
+    "workers",
+    "growth",
+    "curve",
+    "profile",
+    "memory",
+)
 
 
 def _intro() -> str:
@@ -60,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if "cached" in only or "curve" in only:
                 bench.cached()
-            for name in ("distinct", "session", "invalid", "envoy", "workers", "growth"):
+            for name in ("distinct", "session", "invalid", "forged", "envoy", "workers", "growth"):
                 if name in only:
                     getattr(bench, name)()
             if "curve" in only:

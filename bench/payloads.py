@@ -182,14 +182,14 @@ def read_frames(path: str) -> Iterator[bytes]:
 
 
 def junk_tokens(issuer: str, key: Key, now: float, count: int) -> Iterator[str]:
-    """Distinct invalid Authorization values, cycling through the kinds a junk flood has.
+    """Distinct invalid Authorization values, cycling through 8 kinds a junk flood has.
 
-    Every kind is rejected before any signature check except ``bad_signature`` (a token of
-    the trusted issuer and key with a forged signature), which needs one by its nature.
+    Every kind can be rejected before any signature check; forged signatures, which need
+    one by their nature, are :func:`forged_tokens`.
     """
     good_header = _json_b64({"alg": key.alg, "typ": "JWT", "kid": key.kid})
     for i in range(count):
-        kind = i % 9
+        kind = i % 8
         body = _json_b64(claims(issuer, now, i))
         if kind == 0:
             yield "Bearer " + secrets.token_urlsafe(24)  # not a JWT
@@ -205,12 +205,17 @@ def junk_tokens(issuer: str, key: Key, now: float, count: int) -> Iterator[str]:
         elif kind == 5:
             yield "Basic " + b64url(f"user{i}:password".encode())
         elif kind == 6:
-            yield f"Bearer {good_header}.{body}.{b64url(os.urandom(256))}"  # bad signature
-        elif kind == 7:
             unknown = _json_b64({"alg": key.alg, "typ": "JWT", "kid": f"rotated-{i}"})
             yield f"Bearer {unknown}.{body}.{b64url(os.urandom(256))}"  # unknown kid (refetch rate limited)
         else:
             yield f"Bearer {good_header}.{secrets.token_urlsafe(600)}.{b64url(os.urandom(256))}"  # payload not JSON
+
+
+def forged_tokens(issuer: str, key: Key, now: float, count: int) -> Iterator[str]:
+    """Distinct well-formed tokens of the trusted issuer and key with a random signature."""
+    header = _json_b64({"alg": key.alg, "typ": "JWT", "kid": key.kid})
+    for i in range(count):
+        yield f"Bearer {header}.{_json_b64(claims(issuer, now, i))}.{b64url(os.urandom(256))}"
 
 
 # -- many tokens at once (both cores) ----------------------------------------------

@@ -42,7 +42,7 @@ class Scale:
     concurrency: int = 32  # calls in flight, for every closed-loop run
 
 
-FULL = Scale(seconds=2.0, rounds=3, distinct=9000, memory_tokens=1_000_000, memory_sessions=100_000,
+FULL = Scale(seconds=1.5, rounds=4, distinct=7000, memory_tokens=1_000_000, memory_sessions=100_000,
              growth_sessions=100_000, profile_seconds=8.0, curve=(0.25, 0.5, 0.75, 1.0, 1.25))  # fmt: skip
 QUICK = Scale(seconds=0.5, rounds=1, distinct=400, memory_tokens=1500, memory_sessions=300,
               growth_sessions=600, profile_seconds=0.0, curve=(0.5, 1.0))  # fmt: skip
@@ -170,6 +170,8 @@ class Bench:
             self._frames(f"keys-50-{i}", [self._bearer(t) for t in self._mix(keys_fifty, i, n, 50)])
             self._frames(f"issuers-1-{i}", [self._bearer(t) for t in issuers_one[part]])
             self._frames(f"issuers-10-{i}", [self._bearer(t) for t in self._mix(issuers_ten, i, n, 10)])
+        forged = payloads.forged_tokens(self.issuer, self.rsa, self.now, n * runs)
+        self._frames("forged", [payloads.check_request(authorization=v) for v in forged])
         junk = payloads.junk_tokens(self.issuer, self.rsa, self.now, n * runs)
         self._frames(
             "junk", [payloads.check_request(authorization=v, request_id=f"junk-{i}") for i, v in enumerate(junk)]
@@ -328,9 +330,18 @@ class Bench:
     def invalid(self) -> Comparison:
         a = self.authz["authz"]
         return self._compare(
-            "invalid", "invalid tokens (deny path): a mix of 9 kinds of junk, each value distinct",
+            "invalid", "invalid tokens (deny path): 8 kinds of junk in turn, each value distinct",
             {"floor": self._client(self.floor, lambda i: "junk", once=False),
              "authz": self._expect(a, "deny", self._client(a, lambda i: "junk", once=False))},
+            "authz", how="bench.client",
+        )  # fmt: skip
+
+    def forged(self) -> Comparison:
+        a = self.authz["authz"]
+        return self._compare(
+            "forged", "forged signatures (trusted issuer and kid), each distinct: one RS256 check each",
+            {"floor": self._client(self.floor, lambda i: "forged", once=False),
+             "authz": self._expect(a, "deny", self._client(a, lambda i: "forged", once=False))},
             "authz", how="bench.client",
         )  # fmt: skip
 

@@ -63,8 +63,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     handler, started = c.handler, time.monotonic()
     out: dict[str, object] = {"rss_start_mb": _status()["VmRSS"]}
 
-    message = pb.CheckRequest.FromString(payloads.check_request(authorization="Bearer x"))
-    headers = message.attributes.request.http.headers
+    # A fresh message per check, as the server gets: a protobuf message keeps every value ever
+    # set in its arena, so reusing one would grow this process, not authz.
+    template = pb.CheckRequest.FromString(payloads.check_request(authorization="Bearer x"))
     pem = Path(args.key).read_bytes()
     now = time.time()
     allowed = checked = 0
@@ -86,7 +87,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             tokens = pending.popleft().result()
             submit()
             for token in tokens:
-                headers["authorization"] = "Bearer " + token
+                message = pb.CheckRequest()
+                message.CopyFrom(template)
+                message.attributes.request.http.headers["authorization"] = "Bearer " + token
                 response = await handler.check(message)
                 checked += 1
                 allowed += response.HasField("ok_response")
@@ -95,7 +98,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     out.update(tokens=checked, tokens_allowed=allowed, rss_after_tokens_mb=_status()["VmRSS"],
                token_cache_entries=len(c.engine.cache))  # fmt: skip
 
-    del headers["authorization"]
+    del template.attributes.request.http.headers["authorization"]
+    now = time.time()  # sessions fresh now: none is old enough to be touched (rewritten) on read
     host, _, port = args.redis.rpartition(":")
     db = redis_client.Redis(host=host, port=int(port))
     id_token = payloads.Key.ec("id").sign(payloads.claims(args.issuer, now, 0))
@@ -114,7 +118,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     db.close()
     sessions_allowed = 0
     for sid in sids:
-        headers["cookie"] = payloads.session_cookie_header("authservice_session", sid)
+        message = pb.CheckRequest()
+        message.CopyFrom(template)
+        message.attributes.request.http.headers["cookie"] = payloads.session_cookie_header("authservice_session", sid)
         response = await handler.check(message)
         sessions_allowed += response.HasField("ok_response")
     store_cache = getattr(getattr(handler.login, "store", None), "_cache", {})

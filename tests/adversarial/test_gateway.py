@@ -226,7 +226,7 @@ def test_oversized_headers_are_refused_fast(gateway: Gateway) -> None:
         resp = gateway.get("/admin", headers)
         elapsed = time.monotonic() - started
         record("headers", case, expected, describe(resp), breach=upstream_view(resp) is not None)
-        assert elapsed < 1.0, (case, elapsed)
+        assert elapsed < 2.0, (case, elapsed)
 
 
 # -- spoofed identity next to a genuine token: the upstream sees only authz's values ------

@@ -337,16 +337,18 @@ def test_oversized_inputs_are_denied_fast_in_bounded_memory(bearer_stack: Bearer
     cookies = "; ".join(f"c{i}={secrets.token_urlsafe(24)}" for i in range(200))
     many = check_request("/app", {"cookie": cookies, "authorization": f"Bearer {_flip(a_token(s), 3)}"})
     rss_before = _rss(s)
-    worst = 0.0
+    took: list[float] = []
     for _ in range(300):
         for req, expected, case in ((big, "401 token_too_large", "64KiB"), (many, "401 token_signature_invalid", "200-cookies")):
             started = time.perf_counter()
             got = outcome(s.check(req))
-            worst = max(worst, time.perf_counter() - started)
+            took.append(time.perf_counter() - started)
             assert got == expected, (case, got)
     record("tokens", "64KiB-token-x300", "401 token_too_large", outcome(s.check(big)))
     record("tokens", "200-cookies-x300", "401 token_signature_invalid", outcome(s.check(many)))
-    assert worst < 0.5, worst
+    took.sort()
+    # Round trips over gRPC on a shared machine: the median shows the cost, the maximum only stalls.
+    assert took[len(took) // 2] < 0.02 and took[-1] < 2.0, (took[len(took) // 2], took[-1])
     assert _rss(s) - rss_before < 20 << 20
 
 

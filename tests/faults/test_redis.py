@@ -123,4 +123,4 @@ def test_redis_slow(tmp_path: Path) -> None:
     fault("Redis slow", "a slow Redis slows only session Checks; one slower than the 1 s socket timeout gives 503 "
           "within ~1 s (before Envoy's 5 s timeout); bearer Checks unaffected",
           text, slow[0] == "OK" and very_slow[0] == "503 session_store_unavailable" and very_slow[1] < 2.5
-          and fast[0] == "OK" and all(f[2] == "OK" and f[3] < 0.25 for f in figures.values()))  # fmt: skip
+          and fast[0] == "OK" and all(f[2] == "OK" and f[3] < 1.0 for f in figures.values()))  # fmt: skip

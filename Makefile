@@ -25,6 +25,7 @@ demo: install
 	$(PY) -m demo
 
 bench: install
+	$(VENV)/bin/pip install -q -e '.[bench]'
 	$(PY) -m bench
 
 # Ten minutes at ~70% of measured capacity through real Envoy (SOAK_ARGS="--minutes 2" for less).

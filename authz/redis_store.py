@@ -73,9 +73,16 @@ class RedisStore:
         raw = await self._call("get", self._redis.get(_PREFIX + "s:" + key))
         session = _decode(Session.from_json, raw, "get")
         if self._cache_ttl > 0:
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = (now + self._cache_ttl, session)
+            cache = self._cache
+            cache.pop(key, None)
+            # Entries go in in expiry order (one TTL for all): drop the expired ones from the
+            # front, so the cache holds only the sessions seen in the last cache_ttl seconds.
+            while cache:
+                oldest = next(iter(cache))
+                if cache[oldest][0] > now and len(cache) < self._cache_size:
+                    break
+                del cache[oldest]
+            cache[key] = (now + self._cache_ttl, session)
         return session
 
     async def put(self, sid: str, session: Session, ttl: float) -> None:

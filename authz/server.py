@@ -36,6 +36,8 @@ log = logging.getLogger("authz.server")
 AUTHORIZATION_SERVICE = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 HEALTH_SERVICES = ("", AUTHORIZATION_SERVICE)
 _READY_POLL = 1.0
+# Sessions held in a replica's Redis read cache at most (each lives session.cache_ttl seconds).
+REDIS_READ_CACHE_MAX = 10_000
 
 
 class _Authorization(pb_grpc.AuthorizationServicer):  # type: ignore[misc]
@@ -73,7 +75,7 @@ def build(settings: Settings) -> Components:
             store = RedisStore(
                 settings.session.redis_url,
                 cache_ttl=settings.session.cache_ttl,
-                cache_size=settings.session.max_sessions,
+                cache_size=min(settings.session.max_sessions, REDIS_READ_CACHE_MAX),
                 clock=time.time,
             )
         else:

@@ -31,7 +31,7 @@ def run_envoy(config: dict[str, Any], admin_port: int, timeout: float = 30.0) ->
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "envoy.json"
         path.write_text(json.dumps(config))
-        log = open(Path(tmp) / "envoy.log", "wb")  # noqa: SIM115
+        log = open(Path(tmp) / "envoy.log", "wb")
         proc = subprocess.Popen(
             [ENVOY, "-c", str(path), "--use-dynamic-base-id", "-l", "warning", "--disable-hot-restart"],
             stdout=log, stderr=subprocess.STDOUT,

@@ -27,11 +27,6 @@ class Engine:
             settings.issuers, clock_skew=settings.clock_skew, max_bytes=settings.max_token_bytes
         )
         self.skip = PathRules(settings.skip_auth_urls)
-        # The first path segment of every skip rule. A path whose first segment is none of
-        # them cannot fall under a rule, so it is answered without PathRules' canonical-form
-        # regex; a rule whose first segment is empty ("/") turns this off.
-        heads = {rule[1:].partition("/")[0] for rule in settings.skip_auth_urls}
-        self._skip_heads = frozenset(heads) if "" not in heads else None
         self.policy = GroupPolicy(settings.groups_allowlist)
         self.cache = token_cache or TokenCache(settings.token_cache_size, settings.token_cache_ttl)
         self._identity_headers = frozenset({settings.userid_header, settings.groups_header})
@@ -74,14 +69,6 @@ class Engine:
 
     def skips(self, path: str) -> bool:
         """True when the request target falls under SKIP_AUTH_URLS (see PathRules.matches)."""
-        if not self.skip:
-            return False
-        heads = self._skip_heads
-        if heads is not None:
-            head = path[1:].partition("/")[0]
-            # A head with "?" or "#" is the query of a one-segment path: PathRules decides.
-            if head not in heads and "?" not in head and "#" not in head:
-                return False
         return self.skip.matches(path)
 
     def authenticate_bearer(self, value: str, now: float, keys: KeyLookup) -> Identity:

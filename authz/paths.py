@@ -64,12 +64,17 @@ class PathRules:
     set probes per path segment, whatever the number of rules.
     """
 
-    __slots__ = ("_exact", "_max_depth", "_subtree")
+    __slots__ = ("_exact", "_heads", "_max_depth", "_subtree")
 
     def __init__(self, prefixes: tuple[str, ...] | list[str]) -> None:
         self._exact: frozenset[str] = frozenset(p for p in prefixes if not p.endswith("/"))
         self._subtree: frozenset[str] = frozenset(p for p in prefixes if p.endswith("/"))
         self._max_depth = max((p.count("/") for p in prefixes), default=0)
+        # The first path segment of every rule. A path whose first segment is none of them
+        # cannot fall under a rule, so it is answered without the canonical-form regex; a
+        # rule whose first segment is empty ("/") turns this off.
+        heads = {p[1:].partition("/")[0] for p in prefixes}
+        self._heads: frozenset[str] | None = frozenset(heads) if "" not in heads else None
 
     def __bool__(self) -> bool:
         return bool(self._exact or self._subtree)
@@ -78,6 +83,12 @@ class PathRules:
         """True when the path (with or without query) falls under a rule and is canonical."""
         if not (self._exact or self._subtree):
             return False
+        heads = self._heads
+        if heads is not None:
+            head = path[1:].partition("/")[0]
+            # A head with "?" or "#" is the query of a one-segment path: the full check decides.
+            if head not in heads and "?" not in head and "#" not in head:
+                return False
         path = request_path(path)
         if not is_canonical(path):
             return False

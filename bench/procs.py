@@ -19,7 +19,8 @@ from typing import Any
 
 import grpc
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.servers import wait_serving  # the same health wait the tests use
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -40,25 +41,6 @@ def grpc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra or {})
     return env
-
-
-def wait_serving(port: int, timeout: float) -> None:
-    """Until grpc.health.v1 says SERVING (keys loaded)."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                if (
-                    stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing SERVING on {port} after {timeout} s")
-            time.sleep(0.1)
 
 
 # -- /proc ----------------------------------------------------------------------

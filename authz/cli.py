@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
             "--http-listen",
             help="metrics/health HOST:PORT (env AUTHZ_HTTP_LISTEN, default 0.0.0.0:9090)",
         )
+        cmd.add_argument(
+            "--admin-listen",
+            help="admin gRPC HOST:PORT: Explain, Keys, Status (env AUTHZ_ADMIN_LISTEN, default 127.0.0.1:9192)",
+        )
         cmd.add_argument("--workers", type=int, help="processes sharing the port (env AUTHZ_WORKERS)")
     return parser
 
@@ -43,6 +47,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
     for flag, var in (
         ("listen", "AUTHZ_LISTEN"),
         ("http_listen", "AUTHZ_HTTP_LISTEN"),
+        ("admin_listen", "AUTHZ_ADMIN_LISTEN"),
         ("workers", "AUTHZ_WORKERS"),
     ):
         value = getattr(args, flag)

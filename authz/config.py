@@ -28,6 +28,7 @@ from authz.settings import (
     SessionSettings,
     Settings,
     TLSSettings,
+    TracingSettings,
 )
 
 log = logging.getLogger("authz.config")
@@ -35,6 +36,7 @@ log = logging.getLogger("authz.config")
 _TOP_KEYS = {
     "listen",
     "http_listen",
+    "admin_listen",
     "workers",
     "log_level",
     "shutdown_grace",
@@ -58,6 +60,7 @@ _TOP_KEYS = {
     "issuers",
     "session",
     "tls",
+    "tracing",
 }
 _OIDC_KEYS = {"issuer", "audiences", "algorithms", "jwks_uri", "required"} | {
     f.name for f in fields(OIDCClientSettings)
@@ -65,6 +68,8 @@ _OIDC_KEYS = {"issuer", "audiences", "algorithms", "jwks_uri", "required"} | {
 _ISSUER_KEYS = {f.name for f in fields(IssuerSettings)}
 _SESSION_KEYS = {f.name for f in fields(SessionSettings)} | {"redis_addr", "redis_password", "redis_db"}
 _TLS_KEYS = {f.name for f in fields(TLSSettings)}
+_TRACING_KEYS = {f.name for f in fields(TracingSettings)}
+_TRACING_EXPORTERS = ("otlp", "console")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"}
 
 
@@ -117,6 +122,7 @@ class _Builder(FieldReader):
         oidc_raw = self.section("oidc", _OIDC_KEYS)
         session_raw = self.section("session", _SESSION_KEYS)
         tls_raw = self.section("tls", _TLS_KEYS)
+        tracing_raw = self.section("tracing", _TRACING_KEYS)
 
         user_claim = str(raw.get("userid_claim") or DEFAULT_USERID_CLAIM)
         groups_claim = str(raw.get("groups_claim") or DEFAULT_GROUPS_CLAIM)
@@ -188,6 +194,9 @@ class _Builder(FieldReader):
             http_listen=self.address(
                 "http_listen (AUTHZ_HTTP_LISTEN)", raw.get("http_listen"), default(Settings, "http_listen")
             ),
+            admin_listen=self.address(
+                "admin_listen (AUTHZ_ADMIN_LISTEN)", raw.get("admin_listen"), default(Settings, "admin_listen")
+            ),
             workers=self.integer("workers (AUTHZ_WORKERS)", raw.get("workers"), 1, minimum=1),
             log_level={"WARN": "WARNING", "FATAL": "CRITICAL"}.get(log_level, log_level),
             shutdown_grace=self.number(
@@ -226,6 +235,7 @@ class _Builder(FieldReader):
             oidc=oidc,
             session=self.session(session_raw),
             tls=self.tls(tls_raw),
+            tracing=self.tracing(tracing_raw),
             login_issuer=login_issuer,
         )
         if settings.workers > 1 and settings.login_enabled and settings.session.store == "memory":
@@ -337,6 +347,30 @@ class _Builder(FieldReader):
                 "session.max_sessions", raw.get("max_sessions"), default(SessionSettings, "max_sessions"), minimum=1
             ),
             cache_ttl=self.number("session.cache_ttl", raw.get("cache_ttl"), default(SessionSettings, "cache_ttl")),
+        )
+
+    def tracing(self, raw: dict[str, Any]) -> TracingSettings:
+        exporter = str(raw.get("exporter") or default(TracingSettings, "exporter")).lower()
+        if exporter not in _TRACING_EXPORTERS:
+            self.bad("tracing.exporter (AUTHZ_TRACING_EXPORTER)", f"{exporter!r}: use otlp or console")
+        ratio = self.number(
+            "tracing.sample_ratio (AUTHZ_TRACING_SAMPLE_RATIO)",
+            raw.get("sample_ratio"),
+            default(TracingSettings, "sample_ratio"),
+        )
+        if not 0.0 <= ratio <= 1.0:
+            self.bad("tracing.sample_ratio (AUTHZ_TRACING_SAMPLE_RATIO)", f"{ratio}: must be between 0 and 1")
+        endpoint = str(raw.get("endpoint") or "").strip()
+        parts = urlsplit(endpoint)
+        if endpoint and (parts.scheme not in ("http", "https") or not parts.hostname):
+            # Plain http is fine here: spans go to a collector, usually over the mesh's mTLS.
+            self.bad("tracing.endpoint (AUTHZ_TRACING_ENDPOINT)", f"{endpoint!r} must be an http:// or https:// URL")
+        return TracingSettings(
+            enabled=self.boolean("tracing.enabled (AUTHZ_TRACING)", raw.get("enabled"), False),
+            exporter=exporter,
+            endpoint=endpoint,
+            service_name=str(raw.get("service_name") or default(TracingSettings, "service_name")),
+            sample_ratio=ratio,
         )
 
     def tls(self, raw: dict[str, Any]) -> TLSSettings:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 DEFAULT_LISTEN = "0.0.0.0:9191"
 DEFAULT_HTTP_LISTEN = "0.0.0.0:9090"
+# The operators' gRPC admin service (Explain, Keys, Status): loopback only unless told otherwise.
+DEFAULT_ADMIN_LISTEN = "127.0.0.1:9192"
 DEFAULT_URL_PREFIX = "/authservice/"
 DEFAULT_SCOPES = ("openid", "email")
 DEFAULT_USERID_HEADER = "kubeflow-userid"
@@ -115,12 +117,24 @@ class TLSSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """OpenTelemetry tracing of Check (needs the ``otel`` extra); off by default."""
+
+    enabled: bool = False
+    exporter: str = "otlp"  # otlp (gRPC, OTEL_EXPORTER_OTLP_* variables apply) | console
+    endpoint: str = ""  # OTLP endpoint; "" leaves it to OTEL_EXPORTER_OTLP_ENDPOINT
+    service_name: str = "authz"
+    sample_ratio: float = 1.0  # for traces the incoming context has not sampled already
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything authz needs, validated. Immutable after start."""
 
     issuers: tuple[IssuerSettings, ...]
     listen: str = DEFAULT_LISTEN
     http_listen: str = DEFAULT_HTTP_LISTEN
+    admin_listen: str = DEFAULT_ADMIN_LISTEN
     workers: int = 1
     log_level: str = "INFO"
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
@@ -140,6 +154,7 @@ class Settings:
     oidc: OIDCClientSettings = field(default_factory=OIDCClientSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     # The login issuer (OIDC_PROVIDER); "" when only bearer tokens are accepted.
     login_issuer: str = ""
 

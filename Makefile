@@ -36,5 +36,9 @@ soak: install
 fuzz: install
 	$(PY) -m tests.fuzz $(FUZZ_ARGS)
 
+# Compile protos/ into authz/admin/ (committed; `make test` fails when it is out of date).
+protos: install
+	$(PY) scripts/protos.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache demo/provider/node_modules

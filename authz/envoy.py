@@ -1,4 +1,18 @@
-"""Envoy's ext_authz v3 messages to and from the core's values (xds-protos, upb)."""
+"""Envoy's ext_authz v3 messages to and from the core's values (xds-protos, upb).
+
+Every CheckResponse carries ``dynamic_metadata``, which Envoy's ext_authz filter puts under
+its namespace ``envoy.filters.http.ext_authz`` for allows and denies alike, so an access log
+can print who was let in or turned away and why (``%DYNAMIC_METADATA(envoy.filters.http.ext_authz:user)%``):
+
+- ``decision``: ``allow``, ``deny`` or ``redirect`` (a 3xx deny: login, callback, logout).
+- ``reason``: the decision's reason code: ``bearer``, ``session``, ``skip_auth`` for an allow;
+  the deny's stable code (``missing_credentials``, ``token_expired``, ...) otherwise.
+- ``auth_method``: how the request was authenticated: ``bearer``, ``session``, ``skip``
+  (a SKIP_AUTH_URLS path), or ``none`` (every deny and redirect).
+- ``user``: the authenticated user, as sent upstream; absent when there is none.
+
+Never a token, a cookie or a group list. Built once per decision value, with the response.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +35,9 @@ _GRPC_CODES = {
     503: code_pb2.UNAVAILABLE,
 }
 _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
+_REDIRECTS = frozenset({301, 302, 303, 307})  # as the checks metric counts a redirect
+# Allow.reason to the metadata's auth_method.
+_AUTH_METHODS = {"bearer": "bearer", "session": "session", "skip_auth": "skip"}
 
 
 class HeaderView(Mapping[str, str]):
@@ -89,9 +106,25 @@ def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.Heade
     ]
 
 
+def _describe(metadata: Any, decision: str, reason: str, auth_method: str, user: str) -> None:
+    """Fill a CheckResponse's dynamic_metadata (the keys in the module docstring)."""
+    fields = {"decision": decision, "reason": reason, "auth_method": auth_method}
+    if user:
+        fields["user"] = user
+    metadata.update(fields)
+
+
 def ok_response(decision: Allow) -> pb.CheckResponse:
     # Filled in place (add() per header): half the cost of nesting constructors, same bytes.
     response = pb.CheckResponse(status=_OK_STATUS)
+    identity = decision.identity
+    _describe(
+        response.dynamic_metadata,
+        "allow",
+        decision.reason,
+        _AUTH_METHODS.get(decision.reason, "none"),
+        identity.user if identity is not None else "",
+    )
     ok = response.ok_response
     ok.SetInParent()
     add = ok.headers.add
@@ -104,7 +137,7 @@ def ok_response(decision: Allow) -> pb.CheckResponse:
 
 
 def denied_response(decision: Deny) -> pb.CheckResponse:
-    return pb.CheckResponse(
+    response = pb.CheckResponse(
         status=status_pb2.Status(
             code=_GRPC_CODES.get(decision.status, code_pb2.PERMISSION_DENIED),
             message=decision.reason,
@@ -115,6 +148,9 @@ def denied_response(decision: Deny) -> pb.CheckResponse:
             body=decision.body,
         ),
     )
+    kind = "redirect" if decision.status in _REDIRECTS else "deny"
+    _describe(response.dynamic_metadata, kind, decision.reason, "none", "")
+    return response
 
 
 class ResponseEncoder:

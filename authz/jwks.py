@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from authz import metrics
@@ -39,9 +40,12 @@ Clock = Callable[[], float]
 class _IssuerState:
     __slots__ = (
         "discovery",
+        "fetched_at",
         "inflight",
         "jwks_uri",
         "keyset",
+        "last_error",
+        "last_error_at",
         "last_kid_refetch",
         "refresh_at",
         "settings",
@@ -57,6 +61,27 @@ class _IssuerState:
         self.inflight: asyncio.Task[None] | None = None
         self.discovery: dict[str, Any] | None = None
         self.jwks_uri = settings.jwks_uri
+        self.fetched_at = 0.0
+        self.last_error = ""
+        self.last_error_at = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerKeysView:
+    """One issuer's key state for operators (the admin service's Keys). Times are wall-clock
+    seconds; 0 when it has not happened."""
+
+    issuer: str
+    jwks_uri: str
+    loaded: bool
+    keys: tuple[tuple[str, str, str], ...]  # (kid, algorithms, kty)
+    skipped: int
+    fetched_at: float
+    next_refresh_at: float
+    usable_until: float
+    last_error: str
+    last_error_at: float
+    required: bool
 
 
 class KeyManager:
@@ -113,20 +138,56 @@ class KeyManager:
         self._tasks.clear()
         await self._fetcher.aclose()
 
-    async def refetch_unknown_kid(self, issuer: str) -> None:
-        """Refetch once for an unknown kid: shared, and rate limited per issuer."""
+    async def refetch_unknown_kid(self, issuer: str) -> str:
+        """Refetch once for an unknown kid: shared, and rate limited per issuer.
+
+        Returns "refetched", "rate_limited", "unknown_issuer" or the failed fetch's reason code.
+        """
         state = self._states.get(issuer)
         if state is None:
-            return
+            return "unknown_issuer"
         if state.inflight is None:
             now = self._clock()
             if now - state.last_kid_refetch < self._kid_interval:
-                return
+                return "rate_limited"
             state.last_kid_refetch = now
         try:
             await self._refresh(state)
-        except DependencyUnavailable:
-            pass
+        except DependencyUnavailable as exc:
+            return exc.code
+        return "refetched"
+
+    def issuers(self) -> tuple[str, ...]:
+        return tuple(self._states)
+
+    def view(self, issuer: str) -> IssuerKeysView | None:
+        """The operator's view of one issuer's keys (no secrets: key ids, algorithms, times)."""
+        state = self._states.get(issuer)
+        if state is None:
+            return None
+        to_wall = time.time() - self._clock()
+
+        def wall(t: float) -> float:
+            return t + to_wall if t > 0 else 0.0
+
+        keyset = state.keyset
+        keys = tuple(
+            (entry.kid or "", ",".join(sorted(entry.verifiers)), entry.kty)
+            for entry in (keyset.entries if keyset else ())
+        )
+        return IssuerKeysView(
+            issuer=issuer,
+            jwks_uri=state.settings.jwks_file or state.jwks_uri or "",
+            loaded=self.lookup(issuer) is not None,
+            keys=keys,
+            skipped=keyset.skipped if keyset else 0,
+            fetched_at=wall(state.fetched_at),
+            next_refresh_at=wall(state.refresh_at),
+            usable_until=wall(state.usable_until),
+            last_error=state.last_error,
+            last_error_at=wall(state.last_error_at),
+            required=state.settings.required,
+        )
 
     async def ensure_discovery(self, issuer: str) -> dict[str, Any]:
         """The issuer's discovery document, fetched now if not yet known."""
@@ -165,6 +226,10 @@ class KeyManager:
         task = state.inflight
         try:
             await asyncio.shield(task)
+        except DependencyUnavailable as exc:
+            if state.inflight is task:
+                state.last_error, state.last_error_at = exc.code, self._clock()
+            raise
         finally:
             if task.done() and state.inflight is task:
                 state.inflight = None
@@ -218,6 +283,8 @@ class KeyManager:
         now = self._clock()
         was_ready = self.ready
         state.keyset = keyset
+        state.fetched_at = now
+        state.last_error = ""
         state.refresh_at = now + interval * 0.8
         state.usable_until = now + interval + self._stale_window
         metrics.KEY_FETCHES.labels(issuer, "ok").inc()

@@ -19,7 +19,7 @@ from authz.decision import Deny, json_deny
 from authz.errors import FlowError
 from authz.redirects import choose
 from authz.request import AuthRequest
-from authz.sessions import LoginState, digest
+from authz.sessions import LoginState, Session, digest
 from authz.settings import Settings
 
 LOGIN_STATE_TTL = 600.0
@@ -56,6 +56,7 @@ class LoginPolicy:
         self.after_login = settings.oidc.after_login_url or "/"
         redirect = urlsplit(settings.oidc.redirect_url)
         self.origin = f"{redirect.scheme}://{redirect.netloc}"
+        self._touch_every = min(60.0, settings.session.idle_timeout / 10)
 
     # -- classification ---------------------------------------------------------
 
@@ -129,6 +130,22 @@ class LoginPolicy:
         return json_deny(
             401, reason, (("www-authenticate", f'Bearer realm="{self.settings.realm}"'),), login_url=self.login_path
         )
+
+    # -- sessions ---------------------------------------------------------------
+
+    def session_verdict(self, session: Session, now: float) -> str:
+        """What a stored session is worth now: ``expired`` (past max age), ``idle`` (unused too
+        long), ``refresh`` (ID token expired, a refresh token to renew it), ``touch`` (valid, its
+        last-seen time is due to be written) or ``valid``."""
+        if now - session.created_at > self.session.max_age:
+            return "expired"
+        if now - session.last_seen > self.session.idle_timeout:
+            return "idle"
+        if session.id_token_expires_at <= now and session.refresh_token:
+            return "refresh"
+        if now - session.last_seen > self._touch_every:
+            return "touch"
+        return "valid"
 
     # -- the callback -----------------------------------------------------------
 

@@ -53,7 +53,6 @@ class LoginFlow:
         s = engine.settings.session
         self._max_age = s.max_age
         self._idle = s.idle_timeout
-        self._touch_every = min(60.0, s.idle_timeout / 10)
 
     def handles(self, req: AuthRequest) -> bool:
         return req.path.split("?", 1)[0] in self.policy.paths
@@ -92,15 +91,16 @@ class LoginFlow:
         if session is None:
             return None
         now = self._clock()
-        if now - session.created_at > self._max_age or now - session.last_seen > self._idle:
+        verdict = self.policy.session_verdict(session, now)
+        if verdict in ("expired", "idle"):
             await self.store.delete(sid)
             return None
-        if session.id_token_expires_at <= now and session.refresh_token:
+        if verdict == "refresh":
             refreshed = await self._refresh(sid, session)
             if refreshed is None:
                 return None
             session = refreshed
-        elif now - session.last_seen > self._touch_every:
+        elif verdict == "touch":
             session = session.touched(now)
             await self.store.put(sid, session, self._ttl(session, now))
         identity = Identity(session.user, session.groups, session.issuer, session.id_token_expires_at)

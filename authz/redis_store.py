@@ -116,6 +116,10 @@ class RedisStore:
         if token is not None:
             await self._call("unlock", self._redis.eval(_UNLOCK, 1, _PREFIX + "k:" + name, token))
 
+    async def ping(self) -> None:
+        """Raises DependencyUnavailable when Redis does not answer (the admin Status)."""
+        await self._call("ping", self._redis.ping())
+
     def forget(self, sid: str) -> None:
         """Drop a session from this process's read cache (after it changed here)."""
         self._cache.pop(digest(sid), None)

@@ -20,8 +20,12 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz.admin.v1 import admin_pb2_grpc
 from authz.admin_http import AdminHTTP
+from authz.admin_service import SERVICE_NAME as ADMIN_SERVICE
+from authz.admin_service import AdminService, AdminState
 from authz.engine import Engine
+from authz.explain import Explainer
 from authz.fetch import Fetcher
 from authz.handler import CheckHandler
 from authz.jwks import KeyManager
@@ -59,6 +63,8 @@ class Components:
     keys: KeyManager
     engine: Engine
     handler: CheckHandler
+    explainer: Explainer
+    store: SessionStore | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -68,9 +74,9 @@ def build(settings: Settings) -> Components:
     keys = KeyManager(settings.issuers, fetcher, stale_window=settings.jwks_stale_window)
     engine = Engine(settings)
     login: LoginFlow | None = None
+    store: SessionStore | None = None
     closers: list[Callable[[], Awaitable[None]]] = []
     if settings.login_enabled:
-        store: SessionStore
         if settings.session.store == "redis":
             store = RedisStore(
                 settings.session.redis_url,
@@ -84,7 +90,16 @@ def build(settings: Settings) -> Components:
         login = LoginFlow(LoginPolicy(settings), engine, keys, store, client, clock=time.time)
         closers += [store.close, client.aclose]
     handler = CheckHandler(engine, keys, login=login)
-    return Components(settings=settings, keys=keys, engine=engine, handler=handler, closers=closers)
+    explainer = Explainer(engine, keys, login)
+    return Components(
+        settings=settings,
+        keys=keys,
+        engine=engine,
+        handler=handler,
+        explainer=explainer,
+        store=store,
+        closers=closers,
+    )
 
 
 class App:
@@ -104,12 +119,15 @@ class App:
         self._on_ready = on_ready
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._admin_server: grpc.aio.Server | None = None
+        self._started_at = time.monotonic()
         self._admin = AdminHTTP(ready=self.ready)
         self._stopping = asyncio.Event()
         self._serving = False
         self._watch: asyncio.Task[None] | None = None
         self.grpc_port = 0
         self.http_port = 0
+        self.admin_port = 0
 
     def ready(self) -> bool:
         return self._serving and self.c.keys.ready
@@ -142,6 +160,7 @@ class App:
             raise OSError(f"cannot listen on {settings.listen}")
         await server.start()
         self._server = server
+        await self._start_admin()
         http_host, http_port = _split(settings.http_listen)
         if self._serve_http:
             self.http_port = await self._admin.start(http_host, http_port)
@@ -153,9 +172,34 @@ class App:
             extra={
                 "grpc": f"{host}:{self.grpc_port}",
                 "http": f"{http_host}:{self.http_port}",
+                "admin": f"{_split(settings.admin_listen)[0]}:{self.admin_port}",
                 "issuers": [i.issuer for i in settings.issuers],
             },
         )
+
+    async def _start_admin(self) -> None:
+        """The operators' service on its own listener: never on the port the gateway reaches."""
+        settings = self.c.settings
+        server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 1 if self._reuse_port else 0), ("grpc.max_receive_message_length", 1 << 20)],
+            maximum_concurrent_rpcs=64,
+        )
+        state = AdminState(
+            settings=settings,
+            keys=self.c.keys,
+            token_cache=self.c.engine.cache,
+            store=self.c.store,
+            ready=self.ready,
+            started_at=self._started_at,
+        )
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self.c.explainer, state), server)  # type: ignore[no-untyped-call]
+        reflection.enable_server_reflection((ADMIN_SERVICE, reflection.SERVICE_NAME), server)
+        host, port = _split(settings.admin_listen)
+        self.admin_port = server.add_insecure_port(f"{host}:{port}")
+        if self.admin_port == 0:
+            raise OSError(f"cannot listen on {settings.admin_listen} (admin)")
+        await server.start()
+        self._admin_server = server
 
     async def _watch_readiness(self) -> None:
         current: bool | None = None
@@ -190,6 +234,8 @@ class App:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._admin_server is not None:
+            await self._admin_server.stop(0)
         await self._admin.close()
         await self.c.keys.close()
         for close in self.c.closers:

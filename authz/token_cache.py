@@ -59,6 +59,11 @@ class TokenCache:
         self.misses += 1
         return None
 
+    def peek(self, key: bytes, now: float) -> CacheEntry | None:
+        """The live entry for ``key``, changing nothing (no statistics, no eviction)."""
+        entry = self._entries.get(key)
+        return entry if entry is not None and now < entry.until else None
+
     def get(self, key: bytes, now: float) -> Identity | None:
         entry = self.lookup(key, now)
         return entry.identity if entry is not None else None

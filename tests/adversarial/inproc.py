@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.config import load_settings
 from authz.engine import Engine
+from authz.explain import Explainer
 from authz.fetch import Fetcher
 from authz.handler import CheckHandler
 from authz.jwks import KeyManager
@@ -33,7 +34,7 @@ from authz.settings import Settings
 
 def settings_from_env(env: dict[str, str]) -> Settings:
     """Settings exactly as ``authz serve`` would build them from these variables."""
-    settings, _ = load_settings({"AUTHZ_LISTEN": "127.0.0.1:0", "AUTHZ_HTTP_LISTEN": "127.0.0.1:0", **env}, None)
+    settings, _ = load_settings({"AUTHZ_LISTEN": "127.0.0.1:0", "AUTHZ_HTTP_LISTEN": "127.0.0.1:0", "AUTHZ_ADMIN_LISTEN": "127.0.0.1:0", **env}, None)
     return settings
 
 
@@ -48,6 +49,7 @@ def build_with_clocks(
     keys = KeyManager(settings.issuers, Fetcher(), stale_window=settings.jwks_stale_window, clock=keys_clock)
     engine = Engine(settings)
     login = None
+    store = None
     closers: list[Any] = []
     if settings.login_enabled:
         store = MemoryStore(settings.session.max_sessions, store_clock or clock)
@@ -55,7 +57,10 @@ def build_with_clocks(
         login = LoginFlow(LoginPolicy(settings), engine, keys, store, client, clock=clock)
         closers = [store.close, client.aclose]
     handler = CheckHandler(engine, keys, login=login, clock=clock)
-    return Components(settings=settings, keys=keys, engine=engine, handler=handler, closers=closers)
+    explainer = Explainer(engine, keys, login, clock=clock)
+    return Components(
+        settings=settings, keys=keys, engine=engine, handler=handler, explainer=explainer, store=store, closers=closers
+    )
 
 
 class ShiftedClock:

@@ -24,6 +24,7 @@ def make_settings(issuer: str, **overrides: object) -> Settings:
         issuers=(IssuerSettings(issuer=issuer, audiences=(AUDIENCE,)),),
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
+        admin_listen="127.0.0.1:0",
         shutdown_grace=2.0,
     )
     base.update(overrides)

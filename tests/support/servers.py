@@ -54,6 +54,8 @@ def grpc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OIDC_", "CLIENT_", "AUTHZ_", "SESSION_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
+    # Every test process gets its own admin port (the default, 9192, is one per host).
+    env.setdefault("AUTHZ_ADMIN_LISTEN", "127.0.0.1:0")
     return env
 
 

@@ -26,7 +26,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as envoy_dot_service_dot_aut
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61uthz/admin/v1/admin.proto\x12\x0e\x61uthz.admin.v1\x1a)envoy/service/auth/v3/external_auth.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n\x0e\x45xplainRequest\x12:\n\rcheck_request\x18\x01 \x01(\x0b\x32#.envoy.service.auth.v3.CheckRequest\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12<\n\x07headers\x18\x05 \x03(\x0b\x32+.authz.admin.v1.ExplainRequest.HeadersEntry\x12\x0e\n\x06scheme\x18\x06 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07outcome\x18\x02 \x01(\x0e\x32\x17.authz.admin.v1.Outcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x91\x02\n\x0f\x45xplainResponse\x12\x10\n\x08\x64\x65\x63ision\x18\x01 \x01(\t\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x13\n\x0b\x61uth_method\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x06groups\x18\x06 \x03(\t\x12#\n\x05steps\x18\x07 \x03(\x0b\x32\x14.authz.admin.v1.Step\x12\x30\n\x10upstream_headers\x18\x08 \x03(\x0b\x32\x16.authz.admin.v1.Header\x12\x17\n\x0fremoved_headers\x18\t \x03(\t\x12\x13\n\x0bredirect_to\x18\n \x01(\t\x12\x0f\n\x07summary\x18\x0b \x01(\t\"\x1d\n\x0bKeysRequest\x12\x0e\n\x06issuer\x18\x01 \x01(\t\"9\n\x03Key\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x0b\n\x03kty\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\"\xe7\x02\n\nIssuerKeys\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x10\n\x08jwks_uri\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12!\n\x04keys\x18\x04 \x03(\x0b\x32\x13.authz.admin.v1.Key\x12.\n\nfetched_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_refresh_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cusable_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x31\n\rlast_error_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cskipped_keys\x18\n \x01(\x05\x12\x10\n\x08required\x18\x0b \x01(\x08\";\n\x0cKeysResponse\x12+\n\x07issuers\x18\x01 \x03(\x0b\x32\x1a.authz.admin.v1.IssuerKeys\"$\n\x12RefreshKeysRequest\x12\x0e\n\x06issuer\x18\x01 \x01(\t\"\x87\x01\n\x13RefreshKeysResponse\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x11\n\trefetched\x18\x02 \x01(\x08\x12\x14\n\x0crate_limited\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12(\n\x04keys\x18\x05 \x01(\x0b\x32\x1a.authz.admin.v1.IssuerKeys\"\x0f\n\rStatusRequest\"V\n\x12SessionStoreStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08sessions\x18\x04 \x01(\x03\"\xd1\x02\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x15\n\rconfig_digest\x18\x02 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x1b\n\x13token_cache_entries\x18\x05 \x01(\x03\x12\x1c\n\x14token_cache_capacity\x18\x06 \x01(\x03\x12\x18\n\x10token_cache_hits\x18\x07 \x01(\x03\x12\x1a\n\x12token_cache_misses\x18\x08 \x01(\x03\x12\x39\n\rsession_store\x18\t \x01(\x0b\x32\".authz.admin.v1.SessionStoreStatus\x12\x0f\n\x07issuers\x18\n \x03(\t\x12\x15\n\rlogin_enabled\x18\x0b \x01(\x08\x12\x0b\n\x03pid\x18\x0c \x01(\x05\x12\x0f\n\x07workers\x18\r \x01(\x05*d\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\n\n\x06PASSED\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x0b\n\x07SKIPPED\x10\x03\x12\x08\n\x04INFO\x10\x04\x12\x11\n\rNOT_EVALUATED\x10\x05\x32\xb7\x02\n\x05\x41\x64min\x12J\n\x07\x45xplain\x12\x1e.authz.admin.v1.ExplainRequest\x1a\x1f.authz.admin.v1.ExplainResponse\x12\x41\n\x04Keys\x12\x1b.authz.admin.v1.KeysRequest\x1a\x1c.authz.admin.v1.KeysResponse\x12V\n\x0bRefreshKeys\x12\".authz.admin.v1.RefreshKeysRequest\x1a#.authz.admin.v1.RefreshKeysResponse\x12G\n\x06Status\x12\x1d.authz.admin.v1.StatusRequest\x1a\x1e.authz.admin.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61uthz/admin/v1/admin.proto\x12\x0e\x61uthz.admin.v1\x1a)envoy/service/auth/v3/external_auth.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x01\n\x0e\x45xplainRequest\x12:\n\rcheck_request\x18\x01 \x01(\x0b\x32#.envoy.service.auth.v3.CheckRequest\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12<\n\x07headers\x18\x05 \x03(\x0b\x32+.authz.admin.v1.ExplainRequest.HeadersEntry\x12\x0e\n\x06scheme\x18\x06 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x04Step\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x07outcome\x18\x02 \x01(\x0e\x32\x17.authz.admin.v1.Outcome\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x91\x02\n\x0f\x45xplainResponse\x12\x10\n\x08\x64\x65\x63ision\x18\x01 \x01(\t\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x13\n\x0b\x61uth_method\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x0e\n\x06groups\x18\x06 \x03(\t\x12#\n\x05steps\x18\x07 \x03(\x0b\x32\x14.authz.admin.v1.Step\x12\x30\n\x10upstream_headers\x18\x08 \x03(\x0b\x32\x16.authz.admin.v1.Header\x12\x17\n\x0fremoved_headers\x18\t \x03(\t\x12\x13\n\x0bredirect_to\x18\n \x01(\t\x12\x0f\n\x07summary\x18\x0b \x01(\t\"\x1d\n\x0bKeysRequest\x12\x0e\n\x06issuer\x18\x01 \x01(\t\"9\n\x03Key\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x0b\n\x03kty\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\"\xe7\x02\n\nIssuerKeys\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x10\n\x08jwks_uri\x18\x02 \x01(\t\x12\x0e\n\x06loaded\x18\x03 \x01(\x08\x12!\n\x04keys\x18\x04 \x03(\x0b\x32\x13.authz.admin.v1.Key\x12.\n\nfetched_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_refresh_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cusable_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x31\n\rlast_error_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cskipped_keys\x18\n \x01(\x05\x12\x10\n\x08required\x18\x0b \x01(\x08\";\n\x0cKeysResponse\x12+\n\x07issuers\x18\x01 \x03(\x0b\x32\x1a.authz.admin.v1.IssuerKeys\"$\n\x12RefreshKeysRequest\x12\x0e\n\x06issuer\x18\x01 \x01(\t\"\x87\x01\n\x13RefreshKeysResponse\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x11\n\trefetched\x18\x02 \x01(\x08\x12\x14\n\x0crate_limited\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12(\n\x04keys\x18\x05 \x01(\x0b\x32\x1a.authz.admin.v1.IssuerKeys\"\x0f\n\rStatusRequest\"V\n\x12SessionStoreStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08sessions\x18\x04 \x01(\x03\"\xd1\x02\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x15\n\rconfig_digest\x18\x02 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x03 \x01(\x01\x12\r\n\x05ready\x18\x04 \x01(\x08\x12\x1b\n\x13token_cache_entries\x18\x05 \x01(\x03\x12\x1c\n\x14token_cache_capacity\x18\x06 \x01(\x03\x12\x18\n\x10token_cache_hits\x18\x07 \x01(\x03\x12\x1a\n\x12token_cache_misses\x18\x08 \x01(\x03\x12\x39\n\rsession_store\x18\t \x01(\x0b\x32\".authz.admin.v1.SessionStoreStatus\x12\x0f\n\x07issuers\x18\n \x03(\t\x12\x15\n\rlogin_enabled\x18\x0b \x01(\x08\x12\x0b\n\x03pid\x18\x0c \x01(\x05\x12\x0f\n\x07workers\x18\r \x01(\x05*d\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\n\n\x06PASSED\x10\x01\x12\n\n\x06\x46\x41ILED\x10\x02\x12\x0b\n\x07SKIPPED\x10\x03\x12\x08\n\x04INFO\x10\x04\x12\x11\n\rNOT_EVALUATED\x10\x05\x32\xb7\x02\n\x05\x41\x64min\x12J\n\x07\x45xplain\x12\x1e.authz.admin.v1.ExplainRequest\x1a\x1f.authz.admin.v1.ExplainResponse\x12\x41\n\x04Keys\x12\x1b.authz.admin.v1.KeysRequest\x1a\x1c.authz.admin.v1.KeysResponse\x12V\n\x0bRefreshKeys\x12\".authz.admin.v1.RefreshKeysRequest\x1a#.authz.admin.v1.RefreshKeysResponse\x12G\n\x06Status\x12\x1d.authz.admin.v1.StatusRequest\x1a\x1e.authz.admin.v1.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPLAINREQUEST_HEADERSENTRY']._loaded_options = None
   _globals['_EXPLAINREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_OUTCOME']._serialized_start=1900
-  _globals['_OUTCOME']._serialized_end=2000
+  _globals['_OUTCOME']._serialized_start=1916
+  _globals['_OUTCOME']._serialized_end=2016
   _globals['_EXPLAINREQUEST']._serialized_start=123
   _globals['_EXPLAINREQUEST']._serialized_end=369
   _globals['_EXPLAINREQUEST_HEADERSENTRY']._serialized_start=323
   _globals['_EXPLAINREQUEST_HEADERSENTRY']._serialized_end=369
   _globals['_STEP']._serialized_start=371
-  _globals['_STEP']._serialized_end=449
-  _globals['_HEADER']._serialized_start=451
-  _globals['_HEADER']._serialized_end=488
-  _globals['_EXPLAINRESPONSE']._serialized_start=491
-  _globals['_EXPLAINRESPONSE']._serialized_end=764
-  _globals['_KEYSREQUEST']._serialized_start=766
-  _globals['_KEYSREQUEST']._serialized_end=795
-  _globals['_KEY']._serialized_start=797
-  _globals['_KEY']._serialized_end=854
-  _globals['_ISSUERKEYS']._serialized_start=857
-  _globals['_ISSUERKEYS']._serialized_end=1216
-  _globals['_KEYSRESPONSE']._serialized_start=1218
-  _globals['_KEYSRESPONSE']._serialized_end=1277
-  _globals['_REFRESHKEYSREQUEST']._serialized_start=1279
-  _globals['_REFRESHKEYSREQUEST']._serialized_end=1315
-  _globals['_REFRESHKEYSRESPONSE']._serialized_start=1318
-  _globals['_REFRESHKEYSRESPONSE']._serialized_end=1453
-  _globals['_STATUSREQUEST']._serialized_start=1455
-  _globals['_STATUSREQUEST']._serialized_end=1470
-  _globals['_SESSIONSTORESTATUS']._serialized_start=1472
-  _globals['_SESSIONSTORESTATUS']._serialized_end=1558
-  _globals['_STATUSRESPONSE']._serialized_start=1561
-  _globals['_STATUSRESPONSE']._serialized_end=1898
-  _globals['_ADMIN']._serialized_start=2003
-  _globals['_ADMIN']._serialized_end=2314
+  _globals['_STEP']._serialized_end=465
+  _globals['_HEADER']._serialized_start=467
+  _globals['_HEADER']._serialized_end=504
+  _globals['_EXPLAINRESPONSE']._serialized_start=507
+  _globals['_EXPLAINRESPONSE']._serialized_end=780
+  _globals['_KEYSREQUEST']._serialized_start=782
+  _globals['_KEYSREQUEST']._serialized_end=811
+  _globals['_KEY']._serialized_start=813
+  _globals['_KEY']._serialized_end=870
+  _globals['_ISSUERKEYS']._serialized_start=873
+  _globals['_ISSUERKEYS']._serialized_end=1232
+  _globals['_KEYSRESPONSE']._serialized_start=1234
+  _globals['_KEYSRESPONSE']._serialized_end=1293
+  _globals['_REFRESHKEYSREQUEST']._serialized_start=1295
+  _globals['_REFRESHKEYSREQUEST']._serialized_end=1331
+  _globals['_REFRESHKEYSRESPONSE']._serialized_start=1334
+  _globals['_REFRESHKEYSRESPONSE']._serialized_end=1469
+  _globals['_STATUSREQUEST']._serialized_start=1471
+  _globals['_STATUSREQUEST']._serialized_end=1486
+  _globals['_SESSIONSTORESTATUS']._serialized_start=1488
+  _globals['_SESSIONSTORESTATUS']._serialized_end=1574
+  _globals['_STATUSRESPONSE']._serialized_start=1577
+  _globals['_STATUSRESPONSE']._serialized_end=1914
+  _globals['_ADMIN']._serialized_start=2019
+  _globals['_ADMIN']._serialized_end=2330
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,4 @@
-"""Command line: ``authz serve`` and ``authz check-config``."""
+"""Command line: ``authz serve``, ``authz check-config``, ``authz explain``, ``authz token inspect``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from authz import logs
+from authz import cli_explain, logs
 from authz.config import load_settings, masked
 from authz.errors import ConfigError
 from authz.settings import Settings
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
             help="admin gRPC HOST:PORT: Explain, Keys, Status (env AUTHZ_ADMIN_LISTEN, default 127.0.0.1:9192)",
         )
         cmd.add_argument("--workers", type=int, help="processes sharing the port (env AUTHZ_WORKERS)")
+    cli_explain.add_commands(sub)
     return parser
 
 
@@ -58,6 +59,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("explain", "token"):
+        return _run_tool(args)
     try:
         settings, warnings = _settings(args)
     except ConfigError as exc:
@@ -74,6 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.workers > 1:
         return _run_workers(settings)
     return _run_one(settings)
+
+
+def _run_tool(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="authz: %(message)s")
+    try:
+        if args.command == "explain":
+            return cli_explain.run_explain(args)
+        return cli_explain.run_inspect(args)
+    except ConfigError as exc:
+        print("authz: " + "; ".join(exc.problems), file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _run_one(settings: Settings) -> int:

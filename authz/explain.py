@@ -73,7 +73,8 @@ class Explainer:
         self._uncached = Engine(engine.settings, token_cache=TokenCache(0, 0))
 
     async def explain(self, req: AuthRequest) -> Explanation:
-        steps: list[Step] = [Step("request", INFO, f"{req.method} {req.scheme}://{req.host}{_path_only(req.path)}")]
+        target = f"{req.scheme or 'https'}://{req.host}" if req.host else ""
+        steps: list[Step] = [Step("request", INFO, f"{req.method} {target}{_path_only(req.path)}")]
         spoofed = self.engine.spoofed_headers(req)
         if spoofed:
             steps.append(

@@ -8,6 +8,25 @@ from typing import Any
 # (authz's exchange timeout defaults to 4 s).
 EXT_AUTHZ_TIMEOUT = "5s"
 
+# The gateway's access log, one JSON object a line: the request, the answer, and who was let in or
+# turned away and why, from the dynamic metadata authz returns with every decision (authz/envoy.py).
+# The path is logged without its query, which can carry an authorization code. The manifests'
+# gateway access log (manifests/README.md, "Access log: who and why") uses these same fields.
+_AUTHZ_METADATA = "envoy.filters.http.ext_authz"
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "start_time": "%START_TIME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "response_code": "%RESPONSE_CODE%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "duration_ms": "%DURATION%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "authz_decision": f"%DYNAMIC_METADATA({_AUTHZ_METADATA}:decision)%",
+    "authz_reason": f"%DYNAMIC_METADATA({_AUTHZ_METADATA}:reason)%",
+    "authz_auth_method": f"%DYNAMIC_METADATA({_AUTHZ_METADATA}:auth_method)%",
+    "user": f"%DYNAMIC_METADATA({_AUTHZ_METADATA}:user)%",
+}
+
 
 def _cluster(name: str, port: int, *, http2: bool = False, tls: dict[str, Any] | None = None) -> dict[str, Any]:
     cluster: dict[str, Any] = {
@@ -53,6 +72,29 @@ def ext_authz_filter(cluster: str = "authz", timeout: str = EXT_AUTHZ_TIMEOUT) -
     }
 
 
+def access_log(path: str) -> dict[str, Any]:
+    """A file access log (``/dev/stdout`` works) in :data:`ACCESS_LOG_FORMAT`."""
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {
+                "json_format": dict(ACCESS_LOG_FORMAT),
+                "formatters": [
+                    {
+                        "name": "envoy.formatter.req_without_query",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3."
+                            "ReqWithoutQuery"
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
 def bootstrap(
     *,
     listen_port: int,
@@ -64,11 +106,14 @@ def bootstrap(
     extra_filters: list[dict[str, Any]] | None = None,
     use_ext_authz: bool = True,
     extra_clusters: list[dict[str, Any]] | None = None,
+    access_log_path: str | None = None,
 ) -> dict[str, Any]:
     """A gateway-like Envoy: every request goes through authz, then to the upstream.
 
     ``routes`` adds (path prefix, port) pairs routed to other local servers (e.g. the
     provider under /dex/), still behind ext_authz (authz skips them by SKIP_AUTH_URLS).
+    ``access_log_path``: write the access log (:data:`ACCESS_LOG_FORMAT`) there; none by default,
+    so load tests measure the check, not the log.
     """
     clusters = [_cluster("upstream", upstream_port)]
     route_entries: list[dict[str, Any]] = []
@@ -107,6 +152,7 @@ def bootstrap(
                                             "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": route_entries}]
                                         },
                                         "http_filters": http_filters,
+                                        **({"access_log": [access_log(access_log_path)]} if access_log_path else {}),
                                     },
                                 }
                             ]

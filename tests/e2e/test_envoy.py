@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from demo.echo import serve as serve_echo
-from demo.envoy_config import bootstrap
+from demo.envoy_config import ACCESS_LOG_FORMAT, bootstrap
 from tests.support.envoy import run_envoy, validate
 from tests.support.idp import IdP, run_idp
 from tests.support.servers import authz_process, free_port
@@ -17,9 +21,12 @@ from tests.support.tokens import AUDIENCE, claims, jwks, rs256
 
 pytestmark = pytest.mark.e2e
 
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[dict]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    access_log = tmp_path_factory.mktemp("envoy") / "access.log"
     with run_idp() as idp:
         idp.state.jwks = jwks(rs256())
         echo = serve_echo(0)
@@ -33,10 +40,12 @@ def stack() -> Iterator[dict]:
             "AUTHZ_HTTP_LISTEN": f"127.0.0.1:{http_port}",
             "LOG_LEVEL": "DEBUG",
         }
-        config = bootstrap(listen_port=listen, admin_port=admin, authz_port=grpc_port, upstream_port=echo.server_address[1])
-        with authz_process(env) as proc, run_envoy(config, admin):
+        config = bootstrap(listen_port=listen, admin_port=admin, authz_port=grpc_port,
+                           upstream_port=echo.server_address[1], access_log_path=str(access_log))  # fmt: skip
+        # Envoy writes its access log out every 10 s by default.
+        with authz_process(env) as proc, run_envoy(config, admin, args=("--file-flush-interval-msec", "100")):
             yield {"idp": idp, "url": f"http://127.0.0.1:{listen}", "admin": f"http://127.0.0.1:{admin}",
-                   "proc": proc, "env": env, "config": config}
+                   "proc": proc, "env": env, "config": config, "access_log": access_log}
         echo.shutdown()
 
 
@@ -105,6 +114,61 @@ def test_decision_log_has_reason_and_request_id_but_no_token(stack):
     assert resp.status_code == 200
     assert resp.json()["headers"]["kubeflow-userid"] == "alice@example.com"
     # The log itself is read when the process stops (test_authz_down_gives_503_never_the_upstream).
+
+
+def access_log_entries(path: Path, request_ids: set[str], timeout: float = 5.0) -> dict[str, dict]:
+    """The access log's entries of these requests, by request id, once Envoy has written them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        entries = {e["request_id"]: e for e in map(json.loads, lines) if e["request_id"] in request_ids}
+        if len(entries) == len(request_ids) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.1)
+
+
+def test_access_log_says_who_and_why(stack):
+    """authz's dynamic metadata reaches Envoy's access log, for allows and denies alike."""
+    token = good_token(stack["idp"])
+    expired = good_token(stack["idp"], now=time.time() - 3600)
+    sent = {
+        "log-bearer": ("/app/data", {"authorization": f"Bearer {token}"}, 200),
+        "log-missing": ("/app?code=SECRET-CODE&state=s", {}, 401),
+        "log-expired": ("/app", {"authorization": f"Bearer {expired}"}, 401),
+        "log-skip": ("/public/x", {}, 200),
+    }
+    for request_id, (path, headers, status) in sent.items():
+        resp = httpx.get(stack["url"] + path, headers={**headers, "x-request-id": request_id})
+        assert resp.status_code == status, (request_id, resp.text)
+    entries = access_log_entries(stack["access_log"], set(sent))
+    assert set(entries) == set(sent), stack["access_log"].read_text()[-2000:]
+
+    def fields(request_id: str) -> tuple:
+        e = entries[request_id]
+        return e["response_code"], e["authz_decision"], e["authz_reason"], e["authz_auth_method"], e["user"]
+
+    assert fields("log-bearer") == (200, "allow", "bearer", "bearer", "alice@example.com")
+    assert fields("log-missing") == (401, "deny", "missing_credentials", "none", None)
+    assert fields("log-expired") == (401, "deny", "token_expired", "none", None)
+    assert fields("log-skip") == (200, "allow", "skip_auth", "skip", None)
+    assert entries["log-missing"]["path"] == "/app"
+    # Neither a token nor the query (an authorization code on the callback) reaches the log.
+    text = stack["access_log"].read_text()
+    assert token not in text and expired not in text and "SECRET-CODE" not in text
+
+
+def test_manifests_log_the_fields_proven_here():
+    """The gateway access log of both installations is the format the test above runs."""
+    mesh = MANIFESTS / "overlays" / "extension-provider" / "mesh-config"
+    operator = yaml.safe_load((mesh / "istio-operator.yaml").read_text())["spec"]["meshConfig"]
+    values = yaml.safe_load((mesh / "istiod-values.yaml").read_text())["meshConfig"]
+    for config in (operator, values):
+        (provider,) = [p for p in config["extensionProviders"] if p["name"] == "kaptain-access-log"]
+        assert provider["envoyFileAccessLog"]["logFormat"]["labels"] == ACCESS_LOG_FORMAT
+    envoy_filter = yaml.safe_load((MANIFESTS / "overlays" / "envoyfilter" / "envoyfilter-access-log.yaml").read_text())
+    (patch,) = envoy_filter["spec"]["configPatches"]
+    (log,) = patch["patch"]["value"]["typed_config"]["access_log"]
+    assert log["typed_config"]["log_format"]["json_format"] == ACCESS_LOG_FORMAT
 
 
 def test_authz_down_gives_503_never_the_upstream(stack):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,16 @@ def validate(config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def run_envoy(config: dict[str, Any], admin_port: int, timeout: float = 30.0) -> Iterator[subprocess.Popen[bytes]]:
+def run_envoy(
+    config: dict[str, Any], admin_port: int, timeout: float = 30.0, args: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Envoy with this bootstrap, ready on its admin port; ``args`` are more command-line options."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "envoy.json"
         path.write_text(json.dumps(config))
         log = open(Path(tmp) / "envoy.log", "wb")
         proc = subprocess.Popen(
-            [ENVOY, "-c", str(path), "--use-dynamic-base-id", "-l", "warning", "--disable-hot-restart"],
+            [ENVOY, "-c", str(path), "--use-dynamic-base-id", "-l", "warning", "--disable-hot-restart", *args],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test run demo lint typecheck bench soak fuzz protos clean
+.PHONY: install test run demo lint typecheck bench soak fuzz protos docs clean
 
 install:
 	@bash scripts/bootstrap.sh
@@ -39,6 +39,10 @@ fuzz: install
 # Compile protos/ into authz/admin/ (committed; `make test` fails when it is out of date).
 protos: install
 	$(PY) scripts/protos.py
+
+# docs/configuration.md is generated from the settings model (a unit test fails when it is stale).
+docs: install
+	$(PY) -m authz.config_docs > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo/provider/node_modules

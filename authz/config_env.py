@@ -57,6 +57,39 @@ ENV_KEYS: dict[str, str] = {
     "SESSION_COOKIE_SECURE": "session.secure",
 }
 
+# The ENV_KEYS names that arrikto/oidc-authservice reads too, each with how authz's reading
+# differs ("" where it does not). Documentation only (docs/configuration.md): every other name in
+# ENV_KEYS is authz's own.
+OIDC_AUTHSERVICE_NAMES: dict[str, str] = {
+    "OIDC_PROVIDER": "",
+    "OIDC_AUTH_URL": "",
+    "CLIENT_ID": "",
+    "CLIENT_SECRET": "",
+    "REDIRECT_URL": (
+        "no default: without it browser login is off (oidc-authservice derives it from `AUTHSERVICE_URL_PREFIX`)"
+    ),
+    "OIDC_SCOPES": "",
+    "AFTER_LOGIN_URL": "used only when there is no safe page to return to",
+    "AFTER_LOGOUT_URL": "defaults to the site's `/`",
+    "AUTHSERVICE_URL_PREFIX": "a path (`/authservice/`), not an absolute URL",
+    "SKIP_AUTH_URLS": "",
+    "USERID_HEADER": "",
+    "USERID_PREFIX": "",
+    "USERID_CLAIM": "",
+    "GROUPS_CLAIM": "",
+    "GROUPS_HEADER": "",
+    "GROUPS_ALLOWLIST": "",
+    "CA_BUNDLE": "",
+    "LOG_LEVEL": "",
+    "SESSION_STORE_TYPE": "`boltdb` means `memory`; `redisfailover` is not supported",
+    "SESSION_STORE_REDIS_ADDR": "",
+    "SESSION_STORE_REDIS_PWD": "",
+    "SESSION_STORE_REDIS_DB": "",
+    "SESSION_MAX_AGE": "",
+    "SESSION_SAME_SITE": "",
+    "SESSION_DOMAIN": "",
+}
+
 # oidc-authservice variables that only change its own web pages, ports or storage:
 # accepted with a warning naming what to do instead.
 ENV_IGNORED: dict[str, str] = {

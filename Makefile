@@ -42,7 +42,7 @@ protos: install
 
 # docs/configuration.md is generated from the settings model (a unit test fails when it is stale).
 docs: install
-	$(PY) -m authz.config_docs > docs/configuration.md
+	$(PY) -m authz.config_docs > docs/configuration.md.new && mv docs/configuration.md.new docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo/provider/node_modules

@@ -78,9 +78,13 @@ authz demo is running.
   Without one, authz answers 401 with a login_url:
     curl -i {url}
 
+  Why was a request allowed or denied? Ask authz's admin service (127.0.0.1:9192):
+    .venv/bin/authz explain --path / --browser
+    .venv/bin/grpcurl -plaintext 127.0.0.1:9192 list
+
   authz metrics  {stack.metrics_url}
   Envoy admin    {stack.envoy_admin_url}
-  Logs           {stack.run_dir}/  (authz's decision log follows)
+  Logs           {stack.run_dir}/  (authz's decision log and the gateway's access log follow)
 
 Press Ctrl-C to stop.
 """
@@ -105,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         authz_log = next(p.log for p in stack.processes if p.name == "authz")
         threading.Thread(
             target=follow, args=(authz_log, lambda line: print("authz | " + line, end="", flush=True), done.is_set),
+            daemon=True,
+        ).start()  # fmt: skip
+        threading.Thread(
+            target=follow,
+            args=(stack.run_dir / "access.log", lambda line: print("access | " + line, end="", flush=True), done.is_set),
             daemon=True,
         ).start()  # fmt: skip
         while (failed := stack.failed()) is None:

@@ -270,12 +270,14 @@ class Stack:
             config = bootstrap(
                 listen_port=p.gateway, admin_port=p.envoy_admin, authz_port=p.authz,
                 upstream_port=p.upstream, routes=[(f"{ISSUER_PATH}/", p.provider)],
+                access_log_path=str(self.run_dir / "access.log"),
             )  # fmt: skip
             config_path = self.run_dir / "envoy.json"
             config_path.write_text(json.dumps(config, indent=2))
             gateway = self._spawn(
                 "envoy",
-                [envoy, "-c", str(config_path), "--use-dynamic-base-id", "--disable-hot-restart", "-l", "warning"],
+                [envoy, "-c", str(config_path), "--use-dynamic-base-id", "--disable-hot-restart", "-l", "warning",
+                 "--file-flush-interval-msec", "1000"],
             )
             self._wait(gateway, f"{self.envoy_admin_url}ready")
             # Envoy first: authz fetches the provider's keys through the gateway.

@@ -35,6 +35,7 @@ from authz.oidc_client import OIDCClient
 from authz.redis_store import RedisStore
 from authz.sessions import MemoryStore, SessionStore
 from authz.settings import Settings
+from authz.tracing import CheckTracing
 
 log = logging.getLogger("authz.server")
 AUTHORIZATION_SERVICE = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
@@ -45,8 +46,11 @@ REDIS_READ_CACHE_MAX = 10_000
 
 
 class _Authorization(pb_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, handler: CheckHandler) -> None:
-        self._check = handler.check
+    def __init__(self, handler: CheckHandler, tracing: CheckTracing | None = None) -> None:
+        # Tracing off: the handler's own method, no wrapper (Check is the hot path).
+        self._check: Callable[[pb.CheckRequest], Awaitable[pb.CheckResponse]] = (
+            handler.check if tracing is None else tracing.wrap(handler.check)
+        )
 
     async def Check(self, request: pb.CheckRequest, context: grpc.aio.ServicerContext) -> pb.CheckResponse:
         return await self._check(request)
@@ -66,6 +70,7 @@ class Components:
     explainer: Explainer
     store: SessionStore | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    tracing: CheckTracing | None = None  # Check's spans, when tracing is on (the otel extra)
 
 
 def build(settings: Settings) -> Components:
@@ -91,6 +96,9 @@ def build(settings: Settings) -> Components:
         closers += [store.close, client.aclose]
     handler = CheckHandler(engine, keys, login=login)
     explainer = Explainer(engine, keys, login)
+    tracing = CheckTracing(settings.tracing) if settings.tracing.enabled else None  # ConfigError: no otel
+    if tracing is not None:
+        closers.append(tracing.shutdown)  # last: after every Check has ended its span
     return Components(
         settings=settings,
         keys=keys,
@@ -99,6 +107,7 @@ def build(settings: Settings) -> Components:
         explainer=explainer,
         store=store,
         closers=closers,
+        tracing=tracing,
     )
 
 
@@ -142,7 +151,7 @@ class App:
             ],
             maximum_concurrent_rpcs=settings.max_concurrent_checks,
         )
-        pb_grpc.add_AuthorizationServicer_to_server(_Authorization(self.c.handler), server)
+        pb_grpc.add_AuthorizationServicer_to_server(_Authorization(self.c.handler, self.c.tracing), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (AUTHORIZATION_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -64,9 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings, warnings = _settings(args)
     except ConfigError as exc:
-        print("authz: invalid configuration:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        _print_problems(exc)
         return EXIT_CONFIG
     logs.setup(settings.log_level)
     for warning in warnings:
@@ -77,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.workers > 1:
         return _run_workers(settings)
     return _run_one(settings)
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print("authz: invalid configuration:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
 
 
 def _run_tool(args: argparse.Namespace) -> int:
@@ -95,6 +99,9 @@ def _run_one(settings: Settings) -> int:
 
     try:
         asyncio.run(serve(settings))
+    except ConfigError as exc:  # found while building (e.g. tracing on without the otel extra)
+        _print_problems(exc)
+        return EXIT_CONFIG
     except OSError as exc:
         log.error("cannot serve", extra={"detail": str(exc)})
         return 1

@@ -17,6 +17,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 
 from authz import logs
+from authz.errors import ConfigError
 from authz.settings import Settings
 
 log = logging.getLogger("authz.workers")
@@ -33,6 +34,10 @@ def _worker(settings: Settings, index: int, ready: SynchronizedArray[Any]) -> No
 
     try:
         asyncio.run(serve(settings, reuse_port=True, serve_http=False, on_ready=on_ready))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"authz: invalid configuration: {problem}", file=sys.stderr)
+        sys.exit(2)
     except OSError as exc:
         log.error("cannot serve", extra={"detail": str(exc)})
         sys.exit(1)

@@ -154,32 +154,58 @@ def denied_response(decision: Deny) -> pb.CheckResponse:
 
 
 class ResponseEncoder:
-    """Decision to CheckResponse, each built once per decision value.
+    """Decision to CheckResponse, each built and serialized once per decision value.
 
-    Allows are kept for the most recent ``MAX_ALLOWS`` values (oldest out first): the engine
-    hands back the same Allow for a repeated token, so its answer is one dict lookup.
+    ``wire`` gives the serialized bytes the gRPC server sends as they are (no serializer runs
+    per call); ``encode`` the message. Allows are kept for the most recent ``MAX_ALLOWS`` values
+    (oldest out first). The engine hands back the same Allow object for a repeated token, so
+    its answer is found by identity first (an int hash) before by value (hashing the Allow's
+    fields, for an equal decision built anew, such as a session's).
     """
 
-    __slots__ = ("_allows", "_denies")
+    __slots__ = ("_allows", "_by_id", "_denies")
     MAX_ALLOWS = 4096
 
     def __init__(self) -> None:
-        self._denies: dict[Deny, pb.CheckResponse] = {}
-        self._allows: dict[Allow, pb.CheckResponse] = {}
+        self._denies: dict[Deny, _Encoded] = {}
+        self._allows: dict[Allow, _Encoded] = {}
+        # id(decision) -> (decision, encoded): the decision is held, so its id is not reused.
+        self._by_id: dict[int, tuple[Allow, _Encoded]] = {}
 
     def encode(self, decision: Allow | Deny) -> pb.CheckResponse:
+        return self._encoded(decision)[0]
+
+    def wire(self, decision: Allow | Deny) -> bytes:
+        seen = self._by_id.get(id(decision))
+        if seen is not None and seen[0] is decision:  # the repeated token's answer: no hashing
+            return seen[1][1]
+        return self._encoded(decision)[1]
+
+    def _encoded(self, decision: Allow | Deny) -> _Encoded:
         if isinstance(decision, Allow):
+            seen = self._by_id.get(id(decision))
+            if seen is not None and seen[0] is decision:
+                return seen[1]
             allows = self._allows
-            response = allows.get(decision)
-            if response is None:
+            encoded = allows.get(decision)
+            if encoded is None:
                 response = ok_response(decision)
+                encoded = (response, response.SerializeToString())
                 if len(allows) >= self.MAX_ALLOWS:
                     del allows[next(iter(allows))]
-                allows[decision] = response
-            return response
+                allows[decision] = encoded
+                by_id = self._by_id
+                if len(by_id) >= self.MAX_ALLOWS:
+                    del by_id[next(iter(by_id))]
+                by_id[id(decision)] = (decision, encoded)
+            return encoded
         cached = self._denies.get(decision)
         if cached is None:
-            cached = denied_response(decision)
+            response = denied_response(decision)
+            cached = (response, response.SerializeToString())
             if len(self._denies) < 512 and not any(k == "set-cookie" for k, _ in decision.headers):
                 self._denies[decision] = cached
         return cached
+
+
+_Encoded = tuple[pb.CheckResponse, bytes]

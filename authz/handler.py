@@ -41,6 +41,15 @@ class CheckHandler:
         self._cache_hits = metrics.TOKEN_CACHE.labels("hit")
 
     async def check(self, message: pb.CheckRequest) -> pb.CheckResponse:
+        """The CheckResponse for a CheckRequest."""
+        return self._encoder.encode(await self.decide(message))
+
+    async def check_rpc(self, message: pb.CheckRequest, context: Any) -> bytes:
+        """The gRPC method itself: the serialized CheckResponse, built once per decision."""
+        return self._encoder.wire(await self.decide(message))
+
+    async def decide(self, message: pb.CheckRequest) -> Decision:
+        """The decision for a CheckRequest, counted in the metrics."""
         started = time.perf_counter()
         request_id = ""
         hits = self._cache.hits
@@ -69,9 +78,8 @@ class CheckHandler:
         except Exception:
             log.exception("check failed", extra={"request_id": request_id})
             decision = self.engine.deny(500, "internal_error")
-        response = self._encoder.encode(decision)
         self._record(decision, request_id, started, self._cache.hits != hits)
-        return response
+        return decision
 
     def _record(self, decision: Decision, request_id: str, started: float, cache_hit: bool) -> None:
         kind = "allow" if isinstance(decision, Allow) else "deny"

@@ -13,7 +13,7 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from authz.server import App, Components, _Authorization, build
+from authz.server import App, Components, build, check_behavior
 from authz.settings import TracingSettings
 from authz.tracing import CheckTracing
 from tests.integration.conftest import make_settings
@@ -67,7 +67,7 @@ async def test_checks_through_the_server_are_spans_flushed_at_stop(idp):
 def test_tracing_off_the_servicer_calls_the_handler_itself(idp):
     components = build(make_settings(idp.issuer))
     assert components.tracing is None
-    assert _Authorization(components.handler)._check == components.handler.check
+    assert check_behavior(components.handler, None) == components.handler.check_rpc
 
 
 def test_tracing_module_imports_no_opentelemetry_until_tracing_is_on():

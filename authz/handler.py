@@ -39,6 +39,7 @@ class CheckHandler:
         # Metric children by label values: labels() takes a lock and builds a key on every call.
         self._checks: dict[tuple[str, str], Any] = {}
         self._cache_hits = metrics.TOKEN_CACHE.labels("hit")
+        self._in_flight = metrics.CHECKS_IN_FLIGHT
 
     async def check(self, message: pb.CheckRequest) -> pb.CheckResponse:
         """The CheckResponse for a CheckRequest."""
@@ -53,6 +54,8 @@ class CheckHandler:
         started = time.perf_counter()
         request_id = ""
         hits = self._cache.hits
+        in_flight = self._in_flight
+        in_flight.inc()
         try:
             req = parse_check_request(message)
             request_id = req.request_id
@@ -78,6 +81,8 @@ class CheckHandler:
         except Exception:
             log.exception("check failed", extra={"request_id": request_id})
             decision = self.engine.deny(500, "internal_error")
+        finally:
+            in_flight.dec()  # every await of a Check is inside the try; what follows only encodes and counts
         self._record(decision, request_id, started, self._cache.hits != hits)
         return decision
 

@@ -98,6 +98,10 @@ class KeyManager:
         unknown_kid_interval: float = UNKNOWN_KID_MIN_INTERVAL,
     ) -> None:
         self._states = {i.issuer: _IssuerState(i) for i in issuers}
+        for name in self._states:  # no keys yet: what the keys alerts look for
+            metrics.KEYS_LOADED.labels(name).set(0)
+            metrics.KEYS_FRESH_UNTIL.labels(name).set(0)
+            metrics.KEYS_USABLE_UNTIL.labels(name).set(0)
         self._fetcher = fetcher
         self._stale_window = stale_window
         self._clock = clock
@@ -252,6 +256,7 @@ class KeyManager:
         if state.jwks_uri is None:
             jwks_uri = doc.get("jwks_uri")
             if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+                metrics.KEY_FETCHES.labels(issuer, "discovery_error").inc()
                 raise DependencyUnavailable("discovery_failed", "no jwks_uri")
             state.jwks_uri = jwks_uri
 
@@ -261,7 +266,12 @@ class KeyManager:
         self.fetch_count += 1
         max_age: float | None
         if settings.jwks_file:
-            document, max_age = await asyncio.to_thread(_read_file, settings.jwks_file), None
+            try:
+                document = await asyncio.to_thread(_read_file, settings.jwks_file)
+            except DependencyUnavailable:
+                metrics.KEY_FETCHES.labels(issuer, "error").inc()
+                raise
+            max_age = None
         else:
             if state.jwks_uri is None:
                 await self._discover(state)
@@ -289,6 +299,9 @@ class KeyManager:
         state.usable_until = now + interval + self._stale_window
         metrics.KEY_FETCHES.labels(issuer, "ok").inc()
         metrics.KEYS_LOADED.labels(issuer).set(len(keyset))
+        to_wall = time.time() - now
+        metrics.KEYS_FRESH_UNTIL.labels(issuer).set(now + interval + to_wall)
+        metrics.KEYS_USABLE_UNTIL.labels(issuer).set(state.usable_until + to_wall)
         log.info(
             "keys loaded",
             extra={

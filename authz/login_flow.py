@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from authz import cookies
+from authz import cookies, metrics
 from authz.decision import Decision, Deny
 from authz.engine import Engine
 from authz.errors import AuthzError, DependencyUnavailable, FlowError, TokenError, UnknownKeyError
@@ -118,6 +118,16 @@ class LoginFlow:
         return await self.store.get(sid)
 
     async def _refresh(self, sid: str, session: Session) -> Session | None:
+        """The refreshed session, or None when a login is needed; counted by result."""
+        try:
+            refreshed, result = await self._refresh_once(sid, session)
+        except DependencyUnavailable as exc:
+            metrics.SESSION_REFRESHES.labels("busy" if exc.code == "session_refresh_busy" else "unavailable").inc()
+            raise
+        metrics.SESSION_REFRESHES.labels(result).inc()
+        return refreshed
+
+    async def _refresh_once(self, sid: str, session: Session) -> tuple[Session | None, str]:
         """One refresh per session across replicas (store lock); others wait for its result."""
         # Named by the digest the session is stored under: the store learns nothing new (the
         # CSRF token, also derived from the id, must never be written to it).
@@ -128,9 +138,9 @@ class LoginFlow:
                 await asyncio.sleep(0.1)
                 current = await self._reread(sid)
                 if current is None:
-                    return None
+                    return None, "gone"
                 if current.id_token_expires_at > self._clock():
-                    return current
+                    return current, "waited"
             raise DependencyUnavailable("session_refresh_busy", "refresh by another replica did not finish")
         try:
             # The record read before the lock may be stale: another replica can have refreshed
@@ -138,9 +148,9 @@ class LoginFlow:
             # rotated-away refresh token makes the provider revoke the whole grant.
             current = await self._reread(sid)
             if current is None:
-                return None
+                return None, "gone"
             if current.id_token_expires_at > self._clock():
-                return current
+                return current, "not_needed"
             session = current
             endpoint = (await self.keys.ensure_discovery(self._issuer)).get("token_endpoint")
             if not isinstance(endpoint, str):
@@ -157,7 +167,7 @@ class LoginFlow:
             except (FlowError, TokenError) as exc:
                 log.info("refresh failed; login needed", extra={"reason": exc.code})
                 await self.store.delete(sid)
-                return None
+                return None, "failed"
             now = self._clock()
             updated = Session(
                 user=identity.user,
@@ -170,7 +180,7 @@ class LoginFlow:
                 last_seen=now,
             )
             await self.store.put(sid, updated, self._ttl(updated, now))
-            return updated
+            return updated, "ok"
         finally:
             await self.store.unlock(lock)
 
@@ -187,9 +197,14 @@ class LoginFlow:
     async def _unauthenticated(self, req: AuthRequest, reason: str) -> Decision:
         if not self.policy.is_browser(req):
             return self.policy.api_unauthorized(reason)
-        endpoint = await self._authorization_endpoint()
-        state, record, redirect = self.policy.start(endpoint, self.policy.return_to(req), self._clock(), self._rand)
-        await self.store.put_state(state, record, 600.0)
+        try:
+            endpoint = await self._authorization_endpoint()
+            state, record, redirect = self.policy.start(endpoint, self.policy.return_to(req), self._clock(), self._rand)
+            await self.store.put_state(state, record, 600.0)
+        except DependencyUnavailable as exc:
+            metrics.LOGINS.labels("failed", exc.code).inc()
+            raise
+        metrics.LOGINS.labels("start", reason).inc()
         return redirect
 
     async def _validate_id_token(self, token: str, nonce: str | None) -> Identity:
@@ -201,8 +216,18 @@ class LoginFlow:
             return validator.validate(token, self._clock(), self.keys.lookup, nonce=nonce)
 
     async def _callback(self, req: AuthRequest) -> Decision:
+        """The provider's redirect back: a session, or a failed login counted by its code."""
+        try:
+            return await self._finish_login(req)
+        except AuthzError as exc:
+            metrics.LOGINS.labels("failed", exc.code).inc()
+            raise
+
+    async def _finish_login(self, req: AuthRequest) -> Decision:
         params = self.policy.query(req)
         if "error" in params:
+            # The provider's own error and description are shown, never used as a label.
+            metrics.LOGINS.labels("failed", "provider_error").inc()
             return self.policy.error_page(
                 "provider_error", params.get("error", "")[:200], params.get("error_description", "")[:500]
             )
@@ -221,6 +246,7 @@ class LoginFlow:
         except TokenError as exc:
             raise FlowError(exc.code, "ID token rejected") from exc
         if not self.engine.policy.allows(identity):
+            metrics.LOGINS.labels("failed", "group_not_allowed").inc()
             return self.engine.deny(403, "group_not_allowed")
         now = self._clock()
         sid = secrets.token_urlsafe(32)  # new id at every login; a pre-login id is never reused
@@ -235,6 +261,7 @@ class LoginFlow:
             last_seen=now,
         )
         await self.store.put(sid, session, self._ttl(session, now))
+        metrics.LOGINS.labels("complete", "ok").inc()
         log.info("login", extra={"issuer": identity.issuer})
         return self.policy.login_complete(sid, state, record.return_to)
 

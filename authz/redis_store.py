@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,6 +25,17 @@ log = logging.getLogger("authz.redis")
 _PREFIX = "authz:"
 _UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 _Record = TypeVar("_Record")
+
+
+class _OperationMetrics:
+    """The metric children of one store operation, bound once (labels() locks on every call)."""
+
+    __slots__ = ("error", "ok", "seconds")
+
+    def __init__(self, operation: str) -> None:
+        self.ok = metrics.SESSION_OPS.labels(operation, "ok")
+        self.error = metrics.SESSION_OPS.labels(operation, "error")
+        self.seconds = metrics.SESSION_STORE_SECONDS.labels(operation)
 
 
 def _decode(parse: Callable[[bytes], _Record], raw: bytes | None, operation: str) -> _Record | None:
@@ -53,15 +65,22 @@ class RedisStore:
         self._cache: dict[str, tuple[float, Session | None]] = {}
         self._clock = clock
         self._locks: dict[str, str] = {}
+        self._metrics: dict[str, _OperationMetrics] = {}  # by operation: a fixed name at each call site
 
     async def _call(self, operation: str, coro: Any) -> Any:
+        measured = self._metrics.get(operation)
+        if measured is None:
+            measured = self._metrics[operation] = _OperationMetrics(operation)
+        started = time.perf_counter()
         try:
             result = await coro
         except (RedisError, OSError) as exc:
-            metrics.SESSION_OPS.labels(operation, "error").inc()
+            measured.seconds.observe(time.perf_counter() - started)
+            measured.error.inc()
             log.warning("session store unavailable", extra={"operation": operation, "error": type(exc).__name__})
             raise DependencyUnavailable("session_store_unavailable", type(exc).__name__) from exc
-        metrics.SESSION_OPS.labels(operation, "ok").inc()
+        measured.seconds.observe(time.perf_counter() - started)
+        measured.ok.inc()
         return result
 
     async def get(self, sid: str) -> Session | None:

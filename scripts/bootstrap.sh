@@ -14,6 +14,7 @@ command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool: tests/manifests/test_manifests_monitoring.py
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: apt-get install ${need_apt[*]}"

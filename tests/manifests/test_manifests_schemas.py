@@ -3,7 +3,9 @@
 Core Kubernetes kinds go through ``kubernetes-validate --strict`` (its Python API) for the oldest and
 the newest Kubernetes release we support; Istio and cert-manager kinds through the CRD schemas in
 ``../shared/schemas`` with ``jsonschema``, made strict the way ``kubectl apply`` (field validation
-Strict) treats unknown fields. A kind that neither knows fails the test.
+Strict) treats unknown fields; the Prometheus Operator's kinds (manifests/monitoring), for which no
+CRD file ships there, through the strict schemas of monitoring_schemas.py. A kind that none of them
+knows fails the test.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from manifest_helpers import MANIFESTS, OVERLAYS, Obj, kustomize_targets, load_yaml_docs
+from monitoring_schemas import SCHEMAS as MONITORING_SCHEMAS
 
 # Oldest Kubernetes the manifests support (native gRPC probes, matchLabelKeys and nodeTaintsPolicy in
 # topology spread are on by default there) and the newest release kubernetes-validate bundles.
@@ -95,6 +98,7 @@ def crd_schemas(schemas_dir: Path) -> dict[tuple[str, str, str], Any]:
                 schema["required"] = sorted({*schema.get("required", []), "metadata"})
                 key = (spec["group"], version["name"], spec["names"]["kind"])
                 out[key] = _strict(schema)
+    out.update(MONITORING_SCHEMAS)  # no CRD file for the Prometheus Operator's kinds: written by hand
     return out
 
 

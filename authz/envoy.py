@@ -60,7 +60,8 @@ class HeaderView(Mapping[str, str]):
         raise KeyError(name)
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._map[name] if isinstance(name, str) and name in self._map else default
+        # The map's own get() inserts nothing (unlike [] on a missing name).
+        return self._map.get(name, default) if isinstance(name, str) else default
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._map

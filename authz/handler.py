@@ -20,7 +20,6 @@ from authz.jwks import KeyManager
 from authz.login_flow import LoginFlow
 
 log = logging.getLogger("authz.check")
-_MAX_LABEL_CHILDREN = 1024  # reasons are a fixed set of codes; this only bounds the memo
 
 
 class CheckHandler:
@@ -35,11 +34,9 @@ class CheckHandler:
         self._clock = clock
         self._encoder = ResponseEncoder()
         self._debug = log.isEnabledFor(logging.DEBUG)
-        self._cache = engine.cache
-        # Metric children by label values: labels() takes a lock and builds a key on every call.
-        self._checks: dict[tuple[str, str], Any] = {}
-        self._cache_hits = metrics.TOKEN_CACHE.labels("hit")
-        self._in_flight = metrics.CHECKS_IN_FLIGHT
+        # Plain numbers on the hot path, read at scrape time (authz.metrics.CheckStats).
+        self._stats = metrics.CHECK_STATS
+        self._stats.caches.add(engine.cache)
 
     async def check(self, message: pb.CheckRequest) -> pb.CheckResponse:
         """The CheckResponse for a CheckRequest."""
@@ -53,9 +50,8 @@ class CheckHandler:
         """The decision for a CheckRequest, counted in the metrics."""
         started = time.perf_counter()
         request_id = ""
-        hits = self._cache.hits
-        in_flight = self._in_flight
-        in_flight.inc()
+        stats = self._stats
+        stats.in_flight += 1
         try:
             req = parse_check_request(message)
             request_id = req.request_id
@@ -82,23 +78,15 @@ class CheckHandler:
             log.exception("check failed", extra={"request_id": request_id})
             decision = self.engine.deny(500, "internal_error")
         finally:
-            in_flight.dec()  # every await of a Check is inside the try; what follows only encodes and counts
-        self._record(decision, request_id, started, self._cache.hits != hits)
+            stats.in_flight -= 1  # every await of a Check is inside the try; what follows only counts
+        self._record(decision, request_id, started)
         return decision
 
-    def _record(self, decision: Decision, request_id: str, started: float, cache_hit: bool) -> None:
+    def _record(self, decision: Decision, request_id: str, started: float) -> None:
         kind = "allow" if isinstance(decision, Allow) else "deny"
         if isinstance(decision, Deny) and decision.status in (301, 302, 303, 307):
             kind = "redirect"
-        checks = self._checks.get((kind, decision.reason))
-        if checks is None:
-            checks = metrics.CHECKS.labels(kind, decision.reason)
-            if len(self._checks) < _MAX_LABEL_CHILDREN:
-                self._checks[(kind, decision.reason)] = checks
-        checks.inc()
-        metrics.CHECK_SECONDS.observe(time.perf_counter() - started)
-        if cache_hit:
-            self._cache_hits.inc()
+        self._stats.observe(kind, decision.reason, time.perf_counter() - started)
         if self._debug:
             extra: dict[str, Any] = {
                 "decision": kind,

@@ -20,6 +20,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz import metrics
 from authz.admin.v1 import admin_pb2_grpc
 from authz.admin_http import AdminHTTP
 from authz.admin_service import SERVICE_NAME as ADMIN_SERVICE
@@ -41,6 +42,7 @@ log = logging.getLogger("authz.server")
 AUTHORIZATION_SERVICE = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 HEALTH_SERVICES = ("", AUTHORIZATION_SERVICE)
 _READY_POLL = 1.0
+METRICS_FLUSH_INTERVAL = 1.0
 # Sessions held in a replica's Redis read cache at most (each lives session.cache_ttl seconds).
 REDIS_READ_CACHE_MAX = 10_000
 
@@ -148,6 +150,7 @@ class App:
         self._stopping = asyncio.Event()
         self._serving = False
         self._watch: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.grpc_port = 0
         self.http_port = 0
         self.admin_port = 0
@@ -190,6 +193,8 @@ class App:
         self._serving = True
         self.c.keys.start()
         self._watch = asyncio.create_task(self._watch_readiness())
+        if metrics.MULTIPROCESS:
+            self._flusher = asyncio.create_task(self._flush_metrics())
         log.info(
             "serving",
             extra={
@@ -223,6 +228,12 @@ class App:
             raise OSError(f"cannot listen on {settings.admin_listen} (admin)")
         await server.start()
         self._admin_server = server
+
+    async def _flush_metrics(self) -> None:
+        """``--workers``: hand this worker's Check counts to the parent's /metrics once a second."""
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_INTERVAL)
+            metrics.CHECK_STATS.flush()
 
     async def _watch_readiness(self) -> None:
         current: bool | None = None
@@ -259,6 +270,9 @@ class App:
             await self._server.stop(grace)
         if self._admin_server is not None:
             await self._admin_server.stop(0)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            metrics.CHECK_STATS.flush()  # the last Checks' counts, before the worker exits
         await self._admin.close()
         await self.c.keys.close()
         for close in self.c.closers:

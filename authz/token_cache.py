@@ -31,7 +31,7 @@ class TokenCache:
     was verified; when full, the oldest entry goes first.
     """
 
-    __slots__ = ("_entries", "_size", "_ttl", "hits", "misses")
+    __slots__ = ("__weakref__", "_entries", "_size", "_ttl", "hits", "misses")
 
     def __init__(self, size: int, ttl: float) -> None:
         self._entries: dict[bytes, CacheEntry] = {}

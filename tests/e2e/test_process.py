@@ -153,10 +153,16 @@ def test_workers_share_the_port(idp):
         while httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/readyz", timeout=5).status_code != 200:
             assert time.monotonic() < deadline, "workers never all ready"
             time.sleep(0.1)
-        # /metrics adds up every worker's samples.
-        text = httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/metrics", timeout=5).text
-        line = next(x for x in text.splitlines() if x.startswith('authz_checks_total{decision="allow",reason="bearer"}'))
-        assert float(line.split()[-1]) == 12.0
+        # /metrics adds up every worker's samples; each worker hands its counts over once a second.
+        prefix = 'authz_checks_total{decision="allow",reason="bearer"}'
+        deadline = time.monotonic() + 10
+        while True:
+            text = httpx.get(f"http://{env['AUTHZ_HTTP_LISTEN']}/metrics", timeout=5).text
+            lines = [x for x in text.splitlines() if x.startswith(prefix)]
+            if lines and float(lines[0].split()[-1]) == 12.0:
+                break
+            assert time.monotonic() < deadline, f"workers' counts never reached 12: {lines}"
+            time.sleep(0.2)
     assert proc.returncode == 0
 
 

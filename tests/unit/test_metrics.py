@@ -427,3 +427,51 @@ async def test_redis_operations_are_timed_and_errors_counted() -> None:
             assert store_ops("get", "ok") == ok + 1
         finally:
             await store.close()
+
+
+def test_check_stats_are_read_at_scrape_time_in_one_process() -> None:
+    from authz.metrics import CHECK_STATS
+
+    before = value("authz_checks_total", decision="deny", reason="test_reason")
+    count = value("authz_check_duration_seconds_count")
+    CHECK_STATS.observe("deny", "test_reason", 0.0003)
+    assert value("authz_checks_total", decision="deny", reason="test_reason") == before + 1
+    assert value("authz_check_duration_seconds_count") == count + 1
+    assert value("authz_check_duration_seconds_bucket", le="0.0005") >= 1
+
+
+def test_check_stats_flush_adds_each_count_once_in_multiprocess_mode(tmp_path: Path) -> None:
+    """--workers: a worker's counts reach the parent by flush(); flushing twice adds nothing twice."""
+    script = """
+import json, os, sys
+from prometheus_client import CollectorRegistry, multiprocess
+from authz import metrics
+stats = metrics.CHECK_STATS
+for seconds in (0.0002, 0.0002, 0.003):
+    stats.observe("allow", "bearer", seconds)
+stats.in_flight = 2
+stats.flush()
+stats.flush()
+stats.observe("deny", "token_expired", 2.0)
+stats.flush()
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+out = {}
+for family in registry.collect():
+    for sample in family.samples:
+        out[sample.name + json.dumps(sample.labels, sort_keys=True)] = sample.value
+json.dump(out, sys.stdout)
+"""
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got['authz_checks_total{"decision": "allow", "reason": "bearer"}'] == 3
+    assert got['authz_checks_total{"decision": "deny", "reason": "token_expired"}'] == 1
+    assert got['authz_check_duration_seconds_count{}'] == 4
+    assert got['authz_check_duration_seconds_bucket{"le": "0.00025"}'] == 2
+    assert got['authz_check_duration_seconds_bucket{"le": "+Inf"}'] == 4
+    assert abs(got['authz_check_duration_seconds_sum{}'] - 2.0034) < 1e-9
+    assert got['authz_checks_in_flight{}'] == 2

@@ -32,6 +32,9 @@ stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q -e '.[test]'
+  # xds-protos ships an old copy of the opentelemetry-proto files; whichever wheel pip writes last
+  # wins, and the old copy breaks the OTLP exporter. Put the real package's files back.
+  "$VENV/bin/pip" install -q --force-reinstall --no-deps opentelemetry-proto
   touch "$stamp"
 fi
 

@@ -13,6 +13,7 @@ import grpc
 import httpx
 import pytest
 from cryptography import x509
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from demo.echo import serve as serve_echo
 from demo.envoy_config import bootstrap
@@ -21,7 +22,6 @@ from tests.support.idp import run_idp
 from tests.support.pki import CA, write
 from tests.support.servers import authz_process, free_port
 from tests.support.tokens import AUDIENCE, claims, jwks, rs256
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.idp import run_idp
-from tests.support.servers import ROOT, authz_process, authorization_stub, check_request, free_port, grpc_env
+from tests.support.servers import ROOT, authorization_stub, authz_process, check_request, free_port, grpc_env
 from tests.support.tokens import AUDIENCE, claims, jwks, rs256
 
 pytestmark = pytest.mark.e2e

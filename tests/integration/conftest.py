@@ -4,10 +4,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+from envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
 
 from authz.server import App, build
 from authz.settings import IssuerSettings, Settings
-from envoy.service.auth.v3 import external_auth_pb2_grpc as pb_grpc
 from tests.support.idp import IdP, run_idp
 from tests.support.tokens import AUDIENCE, jwks, rs256
 

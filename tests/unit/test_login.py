@@ -108,8 +108,8 @@ def test_binding_cookie_is_scoped_to_the_callback_and_short_lived(policy):
 
 def test_two_tabs_get_independent_states_and_cookies(policy):
     rand = counter_bytes()
-    s1, r1, d1 = policy.start(AUTH, "/a", 0.0, rand)
-    s2, r2, d2 = policy.start(AUTH, "/b", 0.0, rand)
+    s1, _r1, _d1 = policy.start(AUTH, "/a", 0.0, rand)
+    s2, _r2, _d2 = policy.start(AUTH, "/b", 0.0, rand)
     assert s1 != s2 and policy.binding_cookie(s1) != policy.binding_cookie(s2)
 
 

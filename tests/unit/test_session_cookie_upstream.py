@@ -57,12 +57,11 @@ def test_request_without_session_cookie_leaves_cookie_alone():
 
 
 def test_check_request_without_path_is_a_400():
+    import pytest
     from envoy.service.auth.v3 import external_auth_pb2 as pb
 
     from authz.envoy import parse_check_request
     from authz.errors import RequestError
-
-    import pytest
 
     with pytest.raises(RequestError) as err:
         parse_check_request(pb.CheckRequest())

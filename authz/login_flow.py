@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ log = logging.getLogger("authz.login")
 REFRESH_LOCK_TTL = 10.0
 REFRESH_WAIT = 3.0
 REFRESH_WITHOUT_ID_TOKEN = 3600.0
+ANSWERS_MAX = 10_000  # session answers remembered (one per session and Cookie header)
 
 
 class LoginFlow:
@@ -53,6 +55,7 @@ class LoginFlow:
         s = engine.settings.session
         self._max_age = s.max_age
         self._idle = s.idle_timeout
+        self._answers: dict[str, tuple[weakref.ref[Session], Decision]] = {}
 
     def handles(self, req: AuthRequest) -> bool:
         return req.path.split("?", 1)[0] in self.policy.paths
@@ -103,9 +106,26 @@ class LoginFlow:
         elif verdict == "touch":
             session = session.touched(now)
             await self.store.put(sid, session, self._ttl(session, now))
+        spoofed = self.engine.spoofed_headers(req)
+        if spoofed:
+            return self._authorize(session, req, spoofed)
+        # The answer depends only on the session record and the Cookie header (the cookies passed
+        # upstream): while the store hands back the same record, a repeated request reuses it.
+        # Keyed by a digest: the header holds the session id, which is never kept in memory.
+        key = digest(req.headers.get("cookie", ""))
+        answers = self._answers
+        known = answers.get(key)
+        if known is not None and known[0]() is session:
+            return known[1]
+        decision = self._authorize(session, req, ())
+        if len(answers) >= ANSWERS_MAX:
+            del answers[next(iter(answers))]
+        answers[key] = (weakref.ref(session), decision)  # a record the store dropped is not kept
+        return decision
+
+    def _authorize(self, session: Session, req: AuthRequest, spoofed: tuple[str, ...]) -> Decision:
         identity = Identity(session.user, session.groups, session.issuer, session.id_token_expires_at)
-        upstream_cookie = self.engine.upstream_cookie(req)
-        return self.engine.authorize(identity, self.engine.spoofed_headers(req), "session", upstream_cookie)
+        return self.engine.authorize(identity, spoofed, "session", self.engine.upstream_cookie(req))
 
     def _ttl(self, session: Session, now: float) -> float:
         return max(1.0, min(self._max_age - (now - session.created_at), self._idle))

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from authz.errors import DependencyUnavailable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Session:
     user: str
     groups: tuple[str, ...]

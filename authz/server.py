@@ -72,6 +72,21 @@ def _check_method(handler: CheckHandler, tracing: CheckTracing | None) -> grpc.G
     return grpc.method_handlers_generic_handler(AUTHORIZATION_SERVICE, {"Check": method})
 
 
+def _bind(server: grpc.aio.Server, address: str, setting: str, credentials: Any = None) -> int:
+    """The port bound; OSError naming the setting when the address is taken or not ours."""
+    try:
+        port = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError as exc:  # grpcio raises when the bind fails (older versions returned 0)
+        raise OSError(f"cannot listen on {address} ({setting}): in use or not a local address") from exc
+    if port == 0:
+        raise OSError(f"cannot listen on {address} ({setting}): in use or not a local address")
+    return int(port)
+
+
 def _split(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
@@ -176,17 +191,19 @@ class App:
         for name in HEALTH_SERVICES:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         host, port = _split(settings.listen)
+        credentials = None
         if settings.tls.enabled:
             from authz.tls import server_credentials
 
-            self.grpc_port = server.add_secure_port(f"{host}:{port}", server_credentials(settings.tls))
-        else:
-            self.grpc_port = server.add_insecure_port(f"{host}:{port}")
-        if self.grpc_port == 0:
-            raise OSError(f"cannot listen on {settings.listen}")
+            credentials = server_credentials(settings.tls)
+        self.grpc_port = _bind(server, f"{host}:{port}", "listen (AUTHZ_LISTEN)", credentials)
         await server.start()
         self._server = server
-        await self._start_admin()
+        try:
+            await self._start_admin()
+        except OSError:
+            await server.stop(0)
+            raise
         http_host, http_port = _split(settings.http_listen)
         if self._serve_http:
             self.http_port = await self._admin.start(http_host, http_port)
@@ -223,9 +240,7 @@ class App:
         admin_pb2_grpc.add_AdminServicer_to_server(AdminService(self.c.explainer, state), server)  # type: ignore[no-untyped-call]
         reflection.enable_server_reflection((ADMIN_SERVICE, reflection.SERVICE_NAME), server)
         host, port = _split(settings.admin_listen)
-        self.admin_port = server.add_insecure_port(f"{host}:{port}")
-        if self.admin_port == 0:
-            raise OSError(f"cannot listen on {settings.admin_listen} (admin)")
+        self.admin_port = _bind(server, f"{host}:{port}", "admin_listen (AUTHZ_ADMIN_LISTEN)")
         await server.start()
         self._admin_server = server
 

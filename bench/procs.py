@@ -40,7 +40,7 @@ def grpc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PATH"] = f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra or {})
-    env.setdefault("AUTHZ_ADMIN_LISTEN", "127.0.0.1:0")  # one admin port per process, not 9192 each
+    env.setdefault("AUTHZ_ADMIN_LISTEN", f"127.0.0.1:{free_port()}")  # one admin port per process, not 9192 each
     return env
 
 

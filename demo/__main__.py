@@ -78,9 +78,9 @@ authz demo is running.
   Without one, authz answers 401 with a login_url:
     curl -i {url}
 
-  Why was a request allowed or denied? Ask authz's admin service (127.0.0.1:9192):
-    .venv/bin/authz explain --path / --browser
-    .venv/bin/grpcurl -plaintext 127.0.0.1:9192 list
+  Why was a request allowed or denied? Ask authz's admin service:
+    .venv/bin/authz explain --admin 127.0.0.1:{stack.ports.authz_admin} --path / --browser
+    .venv/bin/grpcurl -plaintext 127.0.0.1:{stack.ports.authz_admin} list
 
   authz metrics  {stack.metrics_url}
   Envoy admin    {stack.envoy_admin_url}

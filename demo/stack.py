@@ -61,6 +61,7 @@ class Ports:
     provider: int = 0
     authz: int = 0
     authz_http: int = 0
+    authz_admin: int = 0
     upstream: int = 0
     envoy_admin: int = 0
 
@@ -71,6 +72,7 @@ PORT_OPTIONS = {
     "provider": ("DEMO_PROVIDER_PORT", "--provider-port"),
     "authz": ("DEMO_AUTHZ_PORT", "--authz-port"),
     "authz_http": ("DEMO_AUTHZ_HTTP_PORT", "--authz-http-port"),
+    "authz_admin": ("DEMO_AUTHZ_ADMIN_PORT", "--authz-admin-port"),
     "upstream": ("DEMO_UPSTREAM_PORT", "--upstream-port"),
     "envoy_admin": ("DEMO_ENVOY_ADMIN_PORT", "--envoy-admin-port"),
 }
@@ -219,6 +221,7 @@ class Stack:
                 "SESSION_COOKIE_SECURE": "false",
                 "AUTHZ_LISTEN": f"127.0.0.1:{self.ports.authz}",
                 "AUTHZ_HTTP_LISTEN": f"127.0.0.1:{self.ports.authz_http}",
+                "AUTHZ_ADMIN_LISTEN": f"127.0.0.1:{self.ports.authz_admin}",
                 "AUTHZ_SHUTDOWN_GRACE": "2",
                 "LOG_LEVEL": self.log_level,
             }

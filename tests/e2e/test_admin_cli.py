@@ -140,3 +140,20 @@ def test_cli_token_inspect_lists_every_failed_check(idp, tmp_path):
     assert decoded.returncode == 0 and "NOT CHECKED" in decoded.stdout and "alice@example.com" in decoded.stdout
     junk = authz_cli(env, "token", "inspect", stdin="not-a-token")
     assert junk.returncode == 1 and "token_malformed" in junk.stdout
+
+
+def test_a_taken_admin_port_stops_start_up_with_a_clear_message(idp):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = env_for(idp, AUTHZ_ADMIN_LISTEN=f"127.0.0.1:{port}")
+        result = subprocess.run(
+            [sys.executable, "-m", "authz", "serve"], env=grpc_env(env), cwd=ROOT,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "AUTHZ_ADMIN_LISTEN" in result.stderr and "in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -54,8 +54,9 @@ def grpc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OIDC_", "CLIENT_", "AUTHZ_", "SESSION_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
-    # Every test process gets its own admin port (the default, 9192, is one per host).
-    env.setdefault("AUTHZ_ADMIN_LISTEN", "127.0.0.1:0")
+    # Every test process gets its own admin port (the default, 9192, is one per host), picked
+    # below the ephemeral range like the test's other ports (bind(0) could take one of those).
+    env.setdefault("AUTHZ_ADMIN_LISTEN", f"127.0.0.1:{free_port()}")
     return env
 
 

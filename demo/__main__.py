@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         ).start()  # fmt: skip
         threading.Thread(
             target=follow,
-            args=(stack.run_dir / "access.log", lambda line: print("access | " + line, end="", flush=True), done.is_set),
+            args=(stack.run_dir / "access.log", lambda line: print("access | " + line, end="", flush=True),
+                  done.is_set),
             daemon=True,
         ).start()  # fmt: skip
         while (failed := stack.failed()) is None:

@@ -186,7 +186,7 @@ def _stack_tables(raw: str) -> list[str]:
             inclusive[name] += n
     if not total:
         return []
-    check = next((n for n in inclusive if n.startswith("_Authorization.Check")), None)
+    check = next((n for n in inclusive if n.startswith("CheckHandler.check_rpc")), None)
     share = inclusive[check] / total if check else float("nan")
     lines = [f"py-spy, {total:,} samples of the authz process under the cached-token load. "
              f"The Check handler (`{check}` and below) is {100 * share:.0f}% of the samples; "

@@ -8,7 +8,6 @@ the key). Raises :class:`TokenError` with a stable code.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -18,10 +17,15 @@ from typing import Any
 from authz.errors import TokenError
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_VALUE = {c: i for i, c in enumerate(_ALPHABET)}
+# Bits of the last character that carry no data, by segment length mod 4 (must be zero).
+_UNUSED_BITS = {2: 0b1111, 3: 0b11}
 MAX_KID_LENGTH = 256
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per verified token, and a frozen __init__ costs 0.5 µs more.
+@dataclass(slots=True)
 class ParsedJWS:
     """A structurally valid compact JWS whose signature is not yet checked."""
 
@@ -42,16 +46,18 @@ class ParsedJWS:
 
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url; raises TokenError("token_malformed")."""
-    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+    rest = len(segment) % 4
+    if rest == 1 or not _B64URL.match(segment):
         raise TokenError("token_malformed", "bad base64url")
+    # Canonical form only: the last character's unused bits must be zero, so one value has
+    # one spelling (the same test as re-encoding and comparing, without the re-encoding).
+    if rest and _VALUE[segment[-1]] & _UNUSED_BITS[rest]:
+        raise TokenError("token_malformed", "non-canonical base64url")
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        standard = segment.replace("-", "+").replace("_", "/")  # str.translate is 15x slower here
+        return binascii.a2b_base64(standard + "=" * (-rest % 4), strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise TokenError("token_malformed", "bad base64url") from exc
-    # Canonical form only: leftover bits must be zero, so one value has one spelling.
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != segment.encode("ascii"):
-        raise TokenError("token_malformed", "non-canonical base64url")
-    return data
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -67,11 +73,15 @@ def _reject_constant(name: str) -> Any:
     raise TokenError("token_malformed", f"JSON constant {name} not allowed")
 
 
+# One decoder for every parse (json.loads with hooks would build a new one each call).
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 def strict_json_object(data: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object; duplicate keys and NaN/Infinity refused."""
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except TokenError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -16,7 +16,9 @@ from typing import Any
 
 from authz.errors import TokenError
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+# fullmatch: "$" would also match before a final newline. Possessive: no backtracking over a
+# long segment that fails at its end.
+_B64URL = re.compile(r"[A-Za-z0-9_-]*+")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _VALUE = {c: i for i, c in enumerate(_ALPHABET)}
 # Bits of the last character that carry no data, by segment length mod 4 (must be zero).
@@ -47,7 +49,7 @@ class ParsedJWS:
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url; raises TokenError("token_malformed")."""
     rest = len(segment) % 4
-    if rest == 1 or not _B64URL.match(segment):
+    if rest == 1 or not _B64URL.fullmatch(segment):
         raise TokenError("token_malformed", "bad base64url")
     # Canonical form only: the last character's unused bits must be zero, so one value has
     # one spelling (the same test as re-encoding and comparing, without the re-encoding).

@@ -43,7 +43,8 @@ def test_agrees_with_decode_and_re_encode(segment: str) -> None:
 @pytest.mark.parametrize(
     ("segment", "why"),
     [("QR", "unused bits set (Q is 16: 0b010000 -> low 4 bits of R)"), ("QUJ", "unused bits set (J is 0b001001)"),
-     ("QUJD=", "padding"), ("QUJ+", "standard alphabet"), ("Q", "length 1 mod 4"), ("QU JD", "space")],
+     ("QUJD=", "padding"), ("QUJ+", "standard alphabet"), ("Q", "length 1 mod 4"), ("QU JD", "space"),
+     ("QU\n", "final newline"), ("QUJD\n", "final newline"), ("QUJD\r", "final CR")],
 )  # fmt: skip
 def test_refuses_what_is_not_canonical_base64url(segment: str, why: str) -> None:
     assert decoded(segment) is None, why

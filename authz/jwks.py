@@ -136,9 +136,12 @@ class KeyManager:
             self._tasks.append(asyncio.create_task(self._keep_fresh(state)))
 
     async def close(self) -> None:
-        for task in self._tasks:
+        # A fetch still running (shielded from its waiters) is stopped too, and its outcome
+        # collected, so none is left to fail unobserved after the fetcher is closed.
+        inflight = [s.inflight for s in self._states.values() if s.inflight is not None]
+        for task in (*self._tasks, *inflight):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *inflight, return_exceptions=True)
         self._tasks.clear()
         await self._fetcher.aclose()
 

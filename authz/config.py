@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -20,8 +20,8 @@ from authz.config_env import ENV_IGNORED, ENV_KEYS, ENV_REJECTED, overlay_env
 from authz.config_fields import FieldReader, csv, default
 from authz.errors import ConfigError
 from authz.settings import (
-    DEFAULT_ALGORITHMS,
     DEFAULT_GROUPS_CLAIM,
+    DEFAULT_REDIS_ADDR,
     DEFAULT_URL_PREFIX,
     DEFAULT_USERID_CLAIM,
     IssuerSettings,
@@ -72,50 +72,6 @@ _TLS_KEYS = {f.name for f in fields(TLSSettings)}
 _TRACING_KEYS = {f.name for f in fields(TracingSettings)}
 _TRACING_EXPORTERS = ("otlp", "console")
 _LOG_LEVELS = {"DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"}
-
-
-@dataclass(frozen=True, slots=True)
-class KeyDoc:
-    """A YAML key read below that is not a Settings field: its type, its default, what it means."""
-
-    type: object
-    default: object  # None: unset (the description says what that means)
-    doc: str
-
-
-# The keys accepted above that are not Settings fields: their values are folded into other
-# settings (the login issuer's IssuerSettings, every issuer's defaults, session.redis_url).
-# docs/configuration.md documents them from here, with the fields' own metadata.
-EXTRA_KEYS: dict[str, KeyDoc] = {
-    "userid_prefix": KeyDoc(
-        str, "", "Prepended to the user claim's value in `userid_header`; the default `user_prefix` of every issuer."
-    ),
-    "userid_claim": KeyDoc(
-        str, DEFAULT_USERID_CLAIM, "Claim that names the user; the default `user_claim` of every issuer."
-    ),
-    "groups_claim": KeyDoc(
-        str, DEFAULT_GROUPS_CLAIM, "Claim with the user's groups; the default `groups_claim` of every issuer."
-    ),
-    "oidc.issuer": KeyDoc(
-        str,
-        "",
-        "Issuer URL of the login provider, e.g. `https://host/dex`: browsers log in there, and its tokens are "
-        "trusted (the first issuer; discovery and JWKS are fetched from it). Required unless `issuers` are listed.",
-    ),
-    "oidc.audiences": KeyDoc(
-        tuple[str, ...], None, "Accepted `aud` values of the login provider's tokens; unset: `[client_id]`."
-    ),
-    "oidc.algorithms": KeyDoc(
-        tuple[str, ...], DEFAULT_ALGORITHMS, "Accepted signature algorithms of the login provider's tokens."
-    ),
-    "oidc.jwks_uri": KeyDoc(str, None, "URL of the login provider's JWKS; unset: the `jwks_uri` of discovery."),
-    "oidc.required": KeyDoc(
-        bool, True, "`true`: authz is not ready until the login provider's keys are loaded; `false`: ready without."
-    ),
-    "session.redis_addr": KeyDoc(str, "127.0.0.1:6379", "Redis `HOST:PORT`, with `store: redis` and no `redis_url`."),
-    "session.redis_password": KeyDoc(str, "", "Redis password; masked by `check-config`, never logged."),
-    "session.redis_db": KeyDoc(int, 0, "Redis database number."),
-}
 
 
 def load_settings(
@@ -357,7 +313,7 @@ class _Builder(FieldReader):
         if store not in ("memory", "redis"):
             self.bad("session.store (SESSION_STORE_TYPE)", f"{store!r}: use memory or redis")
         if store == "redis" and not redis_url:
-            addr = str(raw.get("redis_addr") or "127.0.0.1:6379")
+            addr = str(raw.get("redis_addr") or DEFAULT_REDIS_ADDR)
             db = self.integer("session.redis_db (SESSION_STORE_REDIS_DB)", raw.get("redis_db"), 0)
             password = str(raw.get("redis_password") or "")
             # Percent-encoded: a password with "@", "/", "#", "?" or ":" would otherwise be read as
@@ -448,4 +404,4 @@ def masked(settings: Settings) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ENV_IGNORED", "ENV_KEYS", "ENV_REJECTED", "EXTRA_KEYS", "KeyDoc", "load_settings", "masked"]
+__all__ = ["ENV_IGNORED", "ENV_KEYS", "ENV_REJECTED", "load_settings", "masked"]

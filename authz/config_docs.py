@@ -1,7 +1,7 @@
 """docs/configuration.md, generated from the settings model so it cannot drift from it.
 
 Every YAML key and environment variable, its type, its default and what it means come from
-:mod:`authz.settings` (field defaults, annotations and ``metadata["doc"]``), :data:`authz.config.EXTRA_KEYS`
+:mod:`authz.settings` (field defaults, annotations and ``metadata["doc"]``), :data:`EXTRA_KEYS`
 (keys that are not fields) and :mod:`authz.config_env` (the variable names). ``python -m authz.config_docs``
 prints the page (``make docs`` writes it); ``--check FILE`` exits 1 when FILE is not what it would print.
 """
@@ -17,9 +17,59 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from authz.config import EXTRA_KEYS
 from authz.config_env import ENV_IGNORED, ENV_KEYS, ENV_REJECTED, OIDC_AUTHSERVICE_NAMES
-from authz.settings import Settings
+from authz.settings import (
+    DEFAULT_ALGORITHMS,
+    DEFAULT_GROUPS_CLAIM,
+    DEFAULT_REDIS_ADDR,
+    DEFAULT_USERID_CLAIM,
+    Settings,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDoc:
+    """A YAML key authz.config reads that is not a Settings field: its type, its default, what it means."""
+
+    type: object
+    default: object  # None: unset (the description says what that means)
+    doc: str
+
+
+# The YAML keys authz.config accepts that are not Settings fields: their values are folded into other
+# settings (the login issuer's IssuerSettings, every issuer's defaults, session.redis_url).
+# docs/configuration.md documents them from here, with the fields' own metadata.
+EXTRA_KEYS: dict[str, KeyDoc] = {
+    "userid_prefix": KeyDoc(
+        str, "", "Prepended to the user claim's value in `userid_header`; the default `user_prefix` of every issuer."
+    ),
+    "userid_claim": KeyDoc(
+        str, DEFAULT_USERID_CLAIM, "Claim that names the user; the default `user_claim` of every issuer."
+    ),
+    "groups_claim": KeyDoc(
+        str, DEFAULT_GROUPS_CLAIM, "Claim with the user's groups; the default `groups_claim` of every issuer."
+    ),
+    "oidc.issuer": KeyDoc(
+        str,
+        "",
+        "Issuer URL of the login provider, e.g. `https://host/dex`: browsers log in there, and its tokens are "
+        "trusted (the first issuer; discovery and JWKS are fetched from it). Required unless `issuers` are listed.",
+    ),
+    "oidc.audiences": KeyDoc(
+        tuple[str, ...], None, "Accepted `aud` values of the login provider's tokens; unset: `[client_id]`."
+    ),
+    "oidc.algorithms": KeyDoc(
+        tuple[str, ...], DEFAULT_ALGORITHMS, "Accepted signature algorithms of the login provider's tokens."
+    ),
+    "oidc.jwks_uri": KeyDoc(str, None, "URL of the login provider's JWKS; unset: the `jwks_uri` of discovery."),
+    "oidc.required": KeyDoc(
+        bool, True, "`true`: authz is not ready until the login provider's keys are loaded; `false`: ready without."
+    ),
+    "session.redis_addr": KeyDoc(str, DEFAULT_REDIS_ADDR, "Redis `HOST:PORT`, with `store: redis` and no `redis_url`."),
+    "session.redis_password": KeyDoc(str, "", "Redis password; masked by `check-config`, never logged."),
+    "session.redis_db": KeyDoc(int, 0, "Redis database number."),
+}
+
 
 # authz/cli.py's flags (of both `authz serve` and `authz check-config`) and the variable each overrides.
 _FLAGS = (

@@ -58,7 +58,7 @@ def check_behavior(handler: CheckHandler, tracing: CheckTracing | None) -> Calla
     traced = tracing.wrap(handler.check)
 
     async def behavior(request: pb.CheckRequest, context: Any) -> bytes:
-        response = await traced(request)
+        response = await traced(request, context.invocation_metadata() or ())
         wire: bytes = response.SerializeToString()
         return wire
 

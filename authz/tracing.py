@@ -2,8 +2,9 @@
 
 Off, this module is not even imported and the servicer calls the handler directly. On, every
 Check gets one SERVER span ``authz.Check``, the child of the trace the client's request belongs
-to: Envoy hands the request's headers over in the CheckRequest, so the W3C ``traceparent`` /
-``tracestate`` are read from there (B3 ``x-b3-*`` / ``b3`` too when opentelemetry-propagator-b3
+to. When Envoy traces the ext_authz call itself, the call's gRPC metadata carries its span's
+context, which becomes the parent; otherwise Envoy hands the request's headers over in the
+CheckRequest, so the W3C ``traceparent`` / ``tracestate`` are read from there (B3 ``x-b3-*`` / ``b3`` too when opentelemetry-propagator-b3
 is installed).
 
 A span carries the decision, its reason code (the ``reason`` label of ``authz_checks_total``),
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from authz.envoy import parse_check_request
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
 CheckFn = Callable[[Any], Awaitable[Any]]
+# A traced check also takes the Check call's gRPC metadata (pairs of name and value).
+TracedFn = Callable[[Any, Sequence[tuple[str, Any]]], Awaitable[Any]]
 SPAN_NAME = "authz.Check"
 RPC_SERVICE = "envoy.service.auth.v3.Authorization"
 INSTALL_HINT = "pip install 'authz[otel]'"
@@ -113,7 +116,7 @@ class CheckTracing:
             raise ValueError("CheckTracing built with tracing off")
         self.provider = provider
 
-    def wrap(self, check: CheckFn) -> CheckFn:
+    def wrap(self, check: CheckFn) -> TracedFn:
         return traced_check(check, self.provider)
 
     async def shutdown(self) -> None:
@@ -125,7 +128,7 @@ class CheckTracing:
         self.provider.shutdown()
 
 
-def traced_check(check: CheckFn, provider: TracerProvider) -> CheckFn:
+def traced_check(check: CheckFn, provider: TracerProvider) -> TracedFn:
     """``check`` with one span per call, the child of the request's incoming trace context.
 
     ``check`` answers a CheckRequest with a CheckResponse and never raises (CheckHandler.check).
@@ -149,12 +152,20 @@ def traced_check(check: CheckFn, provider: TracerProvider) -> CheckFn:
             context = fallback.extract(headers, Context(), default_getter)
         return context
 
-    async def traced(message: Any) -> Any:
+    async def traced(message: Any, metadata: Sequence[tuple[str, Any]] = ()) -> Any:
         try:
             req = parse_check_request(message)
         except Exception:  # RequestError (no path): the handler answers request_invalid; a new trace
             req = None
-        parent = parent_of(req.headers) if req is not None else Context()
+        parent: Context | None = None
+        if metadata:
+            # Envoy with tracing on sends its ext_authz span's context as gRPC metadata of the
+            # Check call: the closest parent. Otherwise the request's own headers carry the trace.
+            carried = parent_of({key: value for key, value in metadata if isinstance(value, str)})
+            if get_current_span(carried).get_span_context().is_valid:
+                parent = carried
+        if parent is None:
+            parent = parent_of(req.headers) if req is not None else Context()
         # An exception's message is no span's business (check never raises; cancelling can).
         with tracer.start_as_current_span(
             SPAN_NAME, context=parent, kind=SpanKind.SERVER, record_exception=False

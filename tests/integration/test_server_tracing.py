@@ -48,10 +48,17 @@ async def test_checks_through_the_server_are_spans_flushed_at_stop(idp):
             check_request("/notebooks?token=abc", {"traceparent": TRACEPARENT, "authorization": f"Bearer {token}"})
         )
         denied = await stub.Check(check_request("/api", {"authorization": "Bearer junk"}))
+        # Envoy with tracing on: its ext_authz span's context arrives as the call's gRPC metadata.
+        envoy_span = "2222222222222222"
+        await stub.Check(
+            check_request("/via-envoy", {"traceparent": TRACEPARENT}),
+            metadata=(("traceparent", f"00-{TRACE_ID}-{envoy_span}-01"),),
+        )
     await app.stop()  # the tracing closer flushes: no force_flush here
     assert denied.status.message == "token_malformed"
     spans = {span.attributes["url.path"]: span for span in exporter.get_finished_spans()}
-    assert set(spans) == {"/notebooks", "/api"}
+    assert set(spans) == {"/notebooks", "/api", "/via-envoy"}
+    assert format(spans["/via-envoy"].parent.span_id, "016x") == envoy_span
     traced = spans["/notebooks"]
     assert format(traced.context.trace_id, "032x") == TRACE_ID
     assert format(traced.parent.span_id, "016x") == PARENT_ID

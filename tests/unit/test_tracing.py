@@ -209,3 +209,14 @@ def test_broken_install_names_the_reinstall():
     problem = tracing._unusable("tracing.exporter (AUTHZ_TRACING_EXPORTER)", "opentelemetry-proto", broken)
     assert "InstrumentationScope" in problem
     assert tracing.PROTO_FIX in problem
+
+
+async def test_the_check_calls_grpc_metadata_is_the_closer_parent(allow):
+    """Envoy with tracing on sends its ext_authz span as gRPC metadata: that span is the parent."""
+    envoy_span = "1111111111111111"
+    metadata = (("traceparent", f"00-{TRACE_ID}-{envoy_span}-01"), ("x-envoy-expected-rq-timeout-ms", "5000"))
+    await allow.check(check_request("/app", traceparent()), metadata)
+    await allow.check(check_request("/app", traceparent()), (("user-agent", "grpc-c++"), ("x-bin", b"\x00")))
+    by_metadata, by_headers = allow.spans()
+    assert format(by_metadata.parent.span_id, "016x") == envoy_span
+    assert format(by_headers.parent.span_id, "016x") == PARENT_ID  # no trace in the metadata: the headers'

@@ -4,8 +4,8 @@ Off, this module is not even imported and the servicer calls the handler directl
 Check gets one SERVER span ``authz.Check``, the child of the trace the client's request belongs
 to. When Envoy traces the ext_authz call itself, the call's gRPC metadata carries its span's
 context, which becomes the parent; otherwise Envoy hands the request's headers over in the
-CheckRequest, so the W3C ``traceparent`` / ``tracestate`` are read from there (B3 ``x-b3-*`` / ``b3`` too when opentelemetry-propagator-b3
-is installed).
+CheckRequest, so the W3C ``traceparent`` / ``tracestate`` are read from there (B3 ``x-b3-*`` /
+``b3`` too when opentelemetry-propagator-b3 is installed).
 
 A span carries the decision, its reason code (the ``reason`` label of ``authz_checks_total``),
 the auth method, the status of a deny, the method and the path without its query: the

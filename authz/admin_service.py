@@ -192,7 +192,7 @@ async def _store_status(settings: Settings, store: SessionStore | None) -> apb.S
     if store is None:
         return apb.SessionStoreStatus(kind="none", reachable=True, sessions=0)
     if isinstance(store, MemoryStore):
-        return apb.SessionStoreStatus(kind="memory", reachable=True, sessions=len(store))
+        return apb.SessionStoreStatus(kind="memory", reachable=True, sessions=store.session_count())
     ping: Any = getattr(store, "ping", None)
     try:
         if ping is not None:

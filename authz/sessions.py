@@ -106,6 +106,10 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data) + len(self._states)
 
+    def session_count(self) -> int:
+        """Sessions held now (not pending logins or refresh locks); for the admin Status."""
+        return sum(1 for key in self._data if key.startswith("s:"))
+
     async def get(self, sid: str) -> Session | None:
         value: Session | None = self._get("s:" + digest(sid))
         return value

@@ -277,6 +277,7 @@ async def test_keys_refresh_and_status(idp, admin):
         await stub.Keys(apb.KeysRequest(issuer="https://nobody.test"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
+    await running.stub.Check(check_request("/notebooks/", BROWSER, host="gw.test"))  # a pending login, no session
     status = await stub.Status(apb.StatusRequest())
     assert status.ready and status.login_enabled and list(status.issuers) == [idp.issuer]
     assert len(status.config_digest) == 64 and status.uptime_seconds > 0

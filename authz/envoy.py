@@ -183,10 +183,8 @@ class ResponseEncoder:
         return self._encoded(decision)[1]
 
     def _encoded(self, decision: Allow | Deny) -> _Encoded:
+        """By value (an Allow's by-identity entry is looked up by ``wire`` first)."""
         if isinstance(decision, Allow):
-            seen = self._by_id.get(id(decision))
-            if seen is not None and seen[0] is decision:
-                return seen[1]
             allows = self._allows
             encoded = allows.get(decision)
             if encoded is None:

@@ -167,16 +167,16 @@ class KeyManager:
     def issuers(self) -> tuple[str, ...]:
         return tuple(self._states)
 
+    def _wall(self, t: float) -> float:
+        """Wall-clock seconds of a time on this manager's (monotonic) clock; 0 stays 0 (never)."""
+        return t + (time.time() - self._clock()) if t > 0 else 0.0
+
     def view(self, issuer: str) -> IssuerKeysView | None:
         """The operator's view of one issuer's keys (no secrets: key ids, algorithms, times)."""
         state = self._states.get(issuer)
         if state is None:
             return None
-        to_wall = time.time() - self._clock()
-
-        def wall(t: float) -> float:
-            return t + to_wall if t > 0 else 0.0
-
+        wall = self._wall
         keyset = state.keyset
         keys = tuple(
             (entry.kid or "", ",".join(sorted(entry.verifiers)), entry.kty)
@@ -302,9 +302,8 @@ class KeyManager:
         state.usable_until = now + interval + self._stale_window
         metrics.KEY_FETCHES.labels(issuer, "ok").inc()
         metrics.KEYS_LOADED.labels(issuer).set(len(keyset))
-        to_wall = time.time() - now
-        metrics.KEYS_FRESH_UNTIL.labels(issuer).set(now + interval + to_wall)
-        metrics.KEYS_USABLE_UNTIL.labels(issuer).set(state.usable_until + to_wall)
+        metrics.KEYS_FRESH_UNTIL.labels(issuer).set(self._wall(now + interval))
+        metrics.KEYS_USABLE_UNTIL.labels(issuer).set(self._wall(state.usable_until))
         log.info(
             "keys loaded",
             extra={

@@ -44,7 +44,17 @@ class CheckStats:
     """The per-Check numbers: decisions by (decision, reason), latency buckets, in flight,
     and the token caches whose hits and misses are counted."""
 
-    __slots__ = ("_flushed", "caches", "decisions", "in_flight", "latency", "latency_sum")
+    __slots__ = (
+        "_sent_cache",
+        "_sent_decisions",
+        "_sent_latency",
+        "_sent_sum",
+        "caches",
+        "decisions",
+        "in_flight",
+        "latency",
+        "latency_sum",
+    )
 
     def __init__(self) -> None:
         self.decisions: dict[tuple[str, str], int] = {}
@@ -52,7 +62,11 @@ class CheckStats:
         self.latency_sum = 0.0
         self.in_flight = 0
         self.caches: weakref.WeakSet[Any] = weakref.WeakSet()  # objects with .hits and .misses
-        self._flushed: dict[str, Any] = {"decisions": {}, "latency": [0] * len(self.latency), "sum": 0.0, "cache": {}}
+        # What flush() has handed to the metric objects so far.
+        self._sent_decisions: dict[tuple[str, str], int] = {}
+        self._sent_latency = [0] * len(self.latency)
+        self._sent_sum = 0.0
+        self._sent_cache = (0, 0)
 
     def observe(self, kind: str, reason: str, seconds: float) -> None:
         decisions = self.decisions
@@ -67,26 +81,24 @@ class CheckStats:
 
     def flush(self) -> None:
         """Add what was counted since the last flush to the metric objects (``--workers``)."""
-        done = self._flushed
+        sent = self._sent_decisions
         for key, count in list(self.decisions.items()):
-            delta = count - done["decisions"].get(key, 0)
-            if delta:
-                CHECKS.labels(*key).inc(delta)
-                done["decisions"][key] = count
+            if count != sent.get(key, 0):
+                CHECKS.labels(*key).inc(count - sent.get(key, 0))
+                sent[key] = count
         for index, count in enumerate(self.latency):
-            delta = count - done["latency"][index]
-            if delta:
-                CHECK_SECONDS._buckets[index].inc(delta)
-                done["latency"][index] = count
-        if self.latency_sum != done["sum"]:
-            CHECK_SECONDS._sum.inc(self.latency_sum - done["sum"])
-            done["sum"] = self.latency_sum
+            if count != self._sent_latency[index]:
+                CHECK_SECONDS._buckets[index].inc(count - self._sent_latency[index])
+                self._sent_latency[index] = count
+        if self.latency_sum != self._sent_sum:
+            CHECK_SECONDS._sum.inc(self.latency_sum - self._sent_sum)
+            self._sent_sum = self.latency_sum
         CHECKS_IN_FLIGHT.set(self.in_flight)
-        for result, count in zip(("hit", "miss"), self.cache_counts(), strict=True):
-            delta = count - done["cache"].get(result, 0)
-            if delta > 0:
-                TOKEN_CACHE.labels(result).inc(delta)
-            done["cache"][result] = count
+        counts = self.cache_counts()
+        for result, count, before in zip(("hit", "miss"), counts, self._sent_cache, strict=True):
+            if count > before:
+                TOKEN_CACHE.labels(result).inc(count - before)
+        self._sent_cache = counts
 
 
 class _CheckStatsCollector(Collector):

@@ -37,6 +37,10 @@ class NeedKeys:
 
 Decision = Allow | Deny
 
+# A Deny with one of these statuses sends the client elsewhere: counted, logged and explained
+# as a "redirect" rather than a "deny".
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307})
+
 _ERROR_NAMES = {400: "invalid_request", 401: "invalid_token", 403: "forbidden", 503: "unavailable"}
 
 

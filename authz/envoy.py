@@ -24,7 +24,7 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
-from authz.decision import Allow, Deny
+from authz.decision import REDIRECT_STATUSES, Allow, Deny
 from authz.errors import RequestError
 from authz.request import AuthRequest
 
@@ -35,7 +35,6 @@ _GRPC_CODES = {
     503: code_pb2.UNAVAILABLE,
 }
 _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
-_REDIRECTS = frozenset({301, 302, 303, 307})  # as the checks metric counts a redirect
 # Allow.reason to the metadata's auth_method.
 _AUTH_METHODS = {"bearer": "bearer", "session": "session", "skip_auth": "skip"}
 
@@ -149,7 +148,7 @@ def denied_response(decision: Deny) -> pb.CheckResponse:
             body=decision.body,
         ),
     )
-    kind = "redirect" if decision.status in _REDIRECTS else "deny"
+    kind = "redirect" if decision.status in REDIRECT_STATUSES else "deny"
     _describe(response.dynamic_metadata, kind, decision.reason, "none", "")
     return response
 

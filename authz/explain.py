@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from authz import cookies
-from authz.decision import Allow, Decision, Deny, NeedKeys
+from authz.decision import REDIRECT_STATUSES, Allow, Decision, Deny, NeedKeys
 from authz.engine import Engine
 from authz.errors import AuthzError, DependencyUnavailable, UnknownKeyError
 from authz.identity import Identity
@@ -30,7 +30,6 @@ from authz.request import AuthRequest
 from authz.token_cache import TokenCache
 from authz.token_report import FAILED, INFO, NOT_EVALUATED, PASSED, SKIPPED, Step, report_authorization
 
-_REDIRECTS = (301, 302, 303, 307, 308)
 # Header values shown as-is in an explanation; every other value is withheld.
 _SHOWN_UPSTREAM = ("cookie",)
 
@@ -282,7 +281,7 @@ class Explainer:
                 summary=f"allowed ({decision.reason})" + (f" as {user}" if user else ""),
             )
         assert isinstance(decision, Deny)
-        if decision.status in _REDIRECTS:
+        if decision.status in REDIRECT_STATUSES:
             location = dict(decision.headers).get("location", "")
             target = urlsplit(location)._replace(query="", fragment="").geturl()
             return Explanation(

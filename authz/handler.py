@@ -12,7 +12,7 @@ from typing import Any
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from authz import metrics
-from authz.decision import Allow, Decision, Deny, NeedKeys
+from authz.decision import REDIRECT_STATUSES, Allow, Decision, Deny, NeedKeys
 from authz.engine import Engine
 from authz.envoy import ResponseEncoder, parse_check_request
 from authz.errors import AuthzError, UnknownKeyError
@@ -84,7 +84,7 @@ class CheckHandler:
 
     def _record(self, decision: Decision, request_id: str, started: float) -> None:
         kind = "allow" if isinstance(decision, Allow) else "deny"
-        if isinstance(decision, Deny) and decision.status in (301, 302, 303, 307):
+        if isinstance(decision, Deny) and decision.status in REDIRECT_STATUSES:
             kind = "redirect"
         self._stats.observe(kind, decision.reason, time.perf_counter() - started)
         if self._debug:

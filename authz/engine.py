@@ -7,6 +7,8 @@ with ``refetched=True``.
 
 from __future__ import annotations
 
+import copy
+
 from authz import cookies
 from authz.decision import Allow, Decision, Deny, NeedKeys, json_deny
 from authz.errors import AuthzError, ForbiddenError, UnknownKeyError
@@ -35,6 +37,12 @@ class Engine:
         self._denies: dict[tuple[int, str], Deny] = {}
         self._bearer_challenge = f'Bearer realm="{settings.realm}"'
         self._session_cookie = settings.session.cookie_name if settings.login_enabled else ""
+
+    def with_cache(self, cache: TokenCache) -> Engine:
+        """The same rules (shared, not rebuilt) with another token cache."""
+        twin = copy.copy(self)
+        twin.cache = cache
+        return twin
 
     # -- public -----------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class Explainer:
         self.login = login
         self._clock = clock
         # The same rules without a token cache: explaining never adds an entry.
-        self._uncached = Engine(engine.settings, token_cache=TokenCache(0, 0))
+        self._uncached = engine.with_cache(TokenCache(0, 0))
 
     async def explain(self, req: AuthRequest) -> Explanation:
         target = f"{req.scheme or 'https'}://{req.host}" if req.host else ""

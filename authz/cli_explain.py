@@ -18,7 +18,8 @@ import time
 from typing import Any, TextIO
 
 from authz.errors import AuthzError, ConfigError
-from authz.token_report import FAILED, INFO, NOT_EVALUATED, PASSED, SKIPPED, Step, TokenReport
+from authz.token_report import FAILED, INFO, NOT_EVALUATED, PASSED, SKIPPED, Step, TokenReport, iso_time
+from authz.tokens import MAX_TIMESTAMP
 
 EXIT_EXPLAINED = 0
 EXIT_FAILED_CHECKS = 1  # token inspect: at least one check fails
@@ -238,8 +239,8 @@ def _times(claims: dict[str, Any]) -> dict[str, str]:
     out = {}
     for name in ("exp", "nbf", "iat", "auth_time"):
         value = claims.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 253402300800:
-            out[name] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_TIMESTAMP:
+            out[name] = iso_time(value)
     return out
 
 

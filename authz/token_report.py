@@ -57,7 +57,8 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
-def _when(value: float) -> str:
+def iso_time(value: float) -> str:
+    """A Unix time as UTC ISO 8601, to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
 
 
@@ -119,11 +120,13 @@ def _report(validator: TokenValidator, token: str, now: float, keys: KeyLookup |
     verified = _signature(validator, jws, issuer, keys, steps)
     exp_ok, exp = steps.run("token.exp", lambda: validator.check_exp(claims, now), "")
     if exp_ok:
-        steps.items[-1] = Step("token.exp", PASSED, f"expires {_when(exp)} (in {_ago(exp - now)})")
+        steps.items[-1] = Step("token.exp", PASSED, f"expires {iso_time(exp)} (in {_ago(exp - now)})")
     elif isinstance(claims.get("exp"), int | float) and not isinstance(claims.get("exp"), bool):
         last = steps.items[-1]
         if last.reason == "token_expired":
-            detail = f"expired {_when(claims['exp'])} ({_ago(now - claims['exp'])} ago; skew {validator.clock_skew:g}s)"
+            detail = (
+                f"expired {iso_time(claims['exp'])} ({_ago(now - claims['exp'])} ago; skew {validator.clock_skew:g}s)"
+            )
             steps.items[-1] = Step(last.name, last.outcome, detail, last.reason)
     steps.run("token.nbf", lambda: validator.check_nbf(claims, now), "not before: passed or absent")
     steps.run("token.iat", lambda: validator.check_iat(claims, now), "issued at: not in the future")

@@ -19,6 +19,10 @@ from authz.settings import Settings
 from authz.token_cache import CacheEntry, TokenCache
 from authz.tokens import KeyLookup, TokenValidator
 
+# The most identity-header spellings every allow lists for removal (2 ** dashes per name; the
+# default names have 2 each); beyond it, the names a request carries are tested instead.
+MAX_STRIP = 32
+
 
 class Engine:
     """Decides every Check. Built once at start from Settings."""
@@ -34,6 +38,15 @@ class Engine:
         self._identity_headers = frozenset({settings.userid_header, settings.groups_header})
         self._identity_lengths = frozenset(len(name) for name in self._identity_headers)
         self._spoof_names = _spellings(self._identity_headers)
+        # Every allow strips each spelling of the identity headers, sent or not: Envoy lower-cases
+        # every header name it accepts and removes headers by lower-case name, so this list takes
+        # out any copy a client sent without reading the request's header names. None (too many
+        # spellings to list): the names sent are read and tested instead.
+        spellings = self._spoof_names
+        self.strip: tuple[str, ...] | None = None
+        if spellings is not None and len(spellings) <= MAX_STRIP:
+            self.strip = tuple(sorted(spellings | self._identity_headers))
+        self._skip_allow = Allow(reason="skip_auth", remove=self.strip) if self.strip is not None else None
         self._denies: dict[tuple[int, str], Deny] = {}
         self._bearer_challenge = f'Bearer realm="{settings.realm}"'
         self._session_cookie = settings.session.cookie_name if settings.login_enabled else ""
@@ -47,14 +60,16 @@ class Engine:
     # -- public -----------------------------------------------------------------
 
     def decide(self, req: AuthRequest, now: float, keys: KeyLookup, *, refetched: bool = False) -> Decision | NeedKeys:
-        spoofed = self.spoofed_headers(req)
         if self.skips(req.path):
             cookie = self.upstream_cookie(req)
+            if cookie is None and self._skip_allow is not None:
+                return self._skip_allow
+            strip = self.strip_names(req)
             if cookie is None:
-                return Allow(reason="skip_auth", remove=spoofed)
+                return Allow(reason="skip_auth", remove=strip)
             if cookie:
-                return Allow(reason="skip_auth", headers=(("cookie", cookie),), remove=spoofed)
-            return Allow(reason="skip_auth", remove=(*spoofed, "cookie"))
+                return Allow(reason="skip_auth", headers=(("cookie", cookie),), remove=strip)
+            return Allow(reason="skip_auth", remove=(*strip, "cookie"))
         auth = req.headers.get("authorization")
         if auth is None:
             return self.deny(401, "missing_credentials")
@@ -67,11 +82,12 @@ class Engine:
         except AuthzError as exc:
             return self.deny(exc.status, exc.code)
         cookie = self.upstream_cookie(req)
-        if spoofed or cookie is not None or entry is None:
-            return self.authorize(identity, spoofed, "bearer", cookie)
-        # Nothing to strip: the answer depends on the identity alone, so it is built once per token.
+        if cookie is not None or entry is None or self.strip is None:
+            return self.authorize(identity, self.strip_names(req), "bearer", cookie)
+        # Nothing request-specific in the answer: it depends on the identity alone, so it is
+        # built once per token.
         if entry.decision is None:
-            entry.decision = self.authorize(identity, (), "bearer")
+            entry.decision = self.authorize(identity, self.strip, "bearer")
         decision: Decision = entry.decision
         return decision
 
@@ -93,29 +109,33 @@ class Engine:
         return identity, self.cache.put(key, identity, now)
 
     def authorize(
-        self, identity: Identity, spoofed: tuple[str, ...], reason: str, upstream_cookie: str | None = None
+        self, identity: Identity, strip: tuple[str, ...], reason: str, upstream_cookie: str | None = None
     ) -> Decision:
         """Allow with identity headers, or 403 when no group is on the allowlist.
 
-        ``upstream_cookie``: the Cookie header to send upstream instead of the client's
-        (the session cookie taken out); "" removes the header.
+        ``strip``: the header names to take out (:meth:`strip_names`); the identity headers
+        set are overwritten, not removed. ``upstream_cookie``: the Cookie header to send
+        upstream instead of the client's (the session cookie taken out); "" removes the header.
         """
         if not self.policy.allows(identity):
             return self.deny(ForbiddenError.status, "group_not_allowed")
         settings = self.settings
         headers: tuple[tuple[str, str], ...] = ((settings.userid_header, identity.user),)
-        # Our own names are overwritten by the set; only other spellings must be removed.
-        remove = tuple(name for name in spoofed if name not in self._identity_headers)
         if identity.groups:
             headers += ((settings.groups_header, ",".join(identity.groups)),)
-        elif settings.groups_header in spoofed:
-            remove += (settings.groups_header,)
+        written = {name for name, _ in headers}
+        remove = tuple(name for name in strip if name not in written)
         if upstream_cookie is not None:
             if upstream_cookie:
                 headers += (("cookie", upstream_cookie),)
             else:
                 remove += ("cookie",)
         return Allow(reason=reason, headers=headers, remove=remove, identity=identity)
+
+    def strip_names(self, req: AuthRequest) -> tuple[str, ...]:
+        """The header names an allow of ``req`` takes out: every spelling of the identity
+        headers (:attr:`strip`), or, where they are too many to list, those the client sent."""
+        return self.strip if self.strip is not None else self.spoofed_headers(req)
 
     def upstream_cookie(self, req: AuthRequest) -> str | None:
         """The Cookie header without our session cookie; None when it carries none.
@@ -129,7 +149,8 @@ class Engine:
         return cookies.without(cookie, {name})
 
     def spoofed_headers(self, req: AuthRequest) -> tuple[str, ...]:
-        """Names of client-sent headers that claim to be an identity header."""
+        """Names of client-sent headers that claim to be an identity header (any case, "_"
+        for "-"): what :meth:`strip_names` falls back on, and what Explain reports."""
         spellings = self._spoof_names
         if spellings is not None:
             sent = list(req.headers)

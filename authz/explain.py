@@ -120,7 +120,7 @@ class Explainer:
             # Check answers from the cache: the identity verified earlier, until the entry expires.
             steps.append(Step("token.cache", PASSED, "verified earlier; Check answers from the token cache"))
             decision: Decision = self.engine.authorize(
-                entry.identity, self.engine.spoofed_headers(req), "bearer", self.engine.upstream_cookie(req)
+                entry.identity, self.engine.strip_names(req), "bearer", self.engine.upstream_cookie(req)
             )
             self._groups_step(decision, steps)
             return self._finish(decision, steps, "bearer")
@@ -199,7 +199,7 @@ class Explainer:
             )
         identity = Identity(session.user, session.groups, session.issuer, session.id_token_expires_at)
         decision = self.engine.authorize(
-            identity, self.engine.spoofed_headers(req), "session", self.engine.upstream_cookie(req)
+            identity, self.engine.strip_names(req), "session", self.engine.upstream_cookie(req)
         )
         self._groups_step(decision, steps)
         return self._finish(decision, steps, "session")

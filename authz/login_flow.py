@@ -106,9 +106,9 @@ class LoginFlow:
         elif verdict == "touch":
             session = session.touched(now)
             await self.store.put(sid, session, self._ttl(session, now))
-        spoofed = self.engine.spoofed_headers(req)
-        if spoofed:
-            return self._authorize(session, req, spoofed)
+        strip = self.engine.strip
+        if strip is None:  # the names the request carries decide what is stripped
+            return self._authorize(session, req, self.engine.spoofed_headers(req))
         # The answer depends only on the session record and the Cookie header (the cookies passed
         # upstream): while the store hands back the same record, a repeated request reuses it.
         # Keyed by a digest: the header holds the session id, which is never kept in memory.
@@ -117,15 +117,15 @@ class LoginFlow:
         known = answers.get(key)
         if known is not None and known[0]() is session:
             return known[1]
-        decision = self._authorize(session, req, ())
+        decision = self._authorize(session, req, strip)
         if len(answers) >= ANSWERS_MAX:
             del answers[next(iter(answers))]
         answers[key] = (weakref.ref(session), decision)  # a record the store dropped is not kept
         return decision
 
-    def _authorize(self, session: Session, req: AuthRequest, spoofed: tuple[str, ...]) -> Decision:
+    def _authorize(self, session: Session, req: AuthRequest, strip: tuple[str, ...]) -> Decision:
         identity = Identity(session.user, session.groups, session.issuer, session.id_token_expires_at)
-        return self.engine.authorize(identity, spoofed, "session", self.engine.upstream_cookie(req))
+        return self.engine.authorize(identity, strip, "session", self.engine.upstream_cookie(req))
 
     def _ttl(self, session: Session, now: float) -> float:
         return max(1.0, min(self._max_age - (now - session.created_at), self._idle))

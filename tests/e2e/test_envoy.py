@@ -45,7 +45,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         # Envoy writes its access log out every 10 s by default.
         with authz_process(env) as proc, run_envoy(config, admin, args=("--file-flush-interval-msec", "100")):
             yield {"idp": idp, "url": f"http://127.0.0.1:{listen}", "admin": f"http://127.0.0.1:{admin}",
-                   "proc": proc, "env": env, "config": config, "access_log": access_log}
+                   "proc": proc, "env": env, "config": config, "access_log": access_log,
+                   "upstream_port": echo.server_address[1]}
         echo.shutdown()
 
 
@@ -78,6 +79,28 @@ def test_underscore_spoof_is_rejected_by_the_gateway(stack):
     )
     assert resp.status_code == 400
     assert "mallory" not in resp.text
+
+
+def test_underscore_spellings_are_stripped_where_the_gateway_allows_them(stack):
+    """Envoy's (and Istio's) default passes header names with underscores on; authz's answer
+    strips every spelling of the identity headers, so none reaches the upstream."""
+    listen, admin = free_port(), free_port()
+    config = bootstrap(listen_port=listen, admin_port=admin, authz_port=int(stack["env"]["AUTHZ_LISTEN"].rsplit(":", 1)[1]),
+                       upstream_port=stack["upstream_port"])  # fmt: skip
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["common_http_protocol_options"] = {"headers_with_underscores_action": "ALLOW"}
+    spoofs = {"kubeflow_userid": "mallory", "Kubeflow_Groups": "admins", "KUBEFLOW_USERID": "root"}
+    with run_envoy(config, admin):
+        url = f"http://127.0.0.1:{listen}"
+        resp = httpx.get(url + "/app", headers={"authorization": f"Bearer {good_token(stack['idp'])}", **spoofs})
+        assert resp.status_code == 200
+        seen = resp.json()["headers"]
+        assert seen["kubeflow-userid"] == "alice@example.com"
+        assert not {"kubeflow_userid", "kubeflow_groups"} & {name.lower() for name in seen}
+        assert all(bad not in resp.text for bad in ("mallory", "admins", "root"))
+        resp = httpx.get(url + "/public/x", headers=spoofs)  # a skipped path: no identity at all
+        assert resp.status_code == 200
+        assert all(bad not in resp.text for bad in ("mallory", "admins", "root"))
 
 
 def test_bad_token_gets_401_from_envoy(stack):

@@ -47,7 +47,7 @@ async def test_valid_token_allows_with_identity_headers(idp, start_app):
     resp = await running.stub.Check(req)
     assert resp.status.code == 0
     assert headers_of(resp) == {"kubeflow-userid": "alice@example.com", "kubeflow-groups": "team-a,everyone"}
-    assert list(resp.ok_response.headers_to_remove) == ["kubeflow_userid"]
+    assert list(resp.ok_response.headers_to_remove) == ["kubeflow_groups", "kubeflow_userid"]
 
 
 async def _serving(running) -> bool:

@@ -60,7 +60,7 @@ class Engine:
     # -- public -----------------------------------------------------------------
 
     def decide(self, req: AuthRequest, now: float, keys: KeyLookup, *, refetched: bool = False) -> Decision | NeedKeys:
-        if self.skips(req.path):
+        if self.skip.matches(req.path):
             cookie = self.upstream_cookie(req)
             if cookie is None and self._skip_allow is not None:
                 return self._skip_allow

@@ -16,7 +16,7 @@ Never a token, a cookie or a group list. Built once per decision value, with the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -39,46 +39,40 @@ _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
 _AUTH_METHODS = {"bearer": "bearer", "session": "session", "skip_auth": "skip"}
 
 
-class HeaderView(Mapping[str, str]):
-    """The CheckRequest's header map, read in place: a check reads a few headers of ~15, so
-    copying them all (a Python string per name and value) costs more than the reads.
+class EnvoyRequest(AuthRequest):
+    """An AuthRequest read from a CheckRequest's ``attributes.request.http`` in place: the
+    path and the header map (the protobuf map itself; see AuthRequest.headers) at once, the
+    method, host, scheme and request id only when asked for."""
 
-    Read-only; a missing name raises KeyError as a dict does (the protobuf map itself would
-    insert an empty value).
-    """
+    __slots__ = ("_http",)
 
-    __slots__ = ("_map",)
+    def __init__(self, path: str, headers: Mapping[str, str], http: Any) -> None:
+        self.path = path
+        self.headers = headers
+        self._http = http
 
-    def __init__(self, protobuf_map: Any) -> None:
-        self._map = protobuf_map
+    @property
+    def method(self) -> str:
+        return str(self._http.method or self.headers.get(":method", ""))
 
-    def __getitem__(self, name: str) -> str:
-        if isinstance(name, str) and name in self._map:
-            value: str = self._map[name]
-            return value
-        raise KeyError(name)
+    @property
+    def host(self) -> str:
+        return str(self._http.host or self.headers.get(":authority", ""))
 
-    def get(self, name: str, default: Any = None) -> Any:
-        # The map's own get() inserts nothing (unlike [] on a missing name).
-        return self._map.get(name, default) if isinstance(name, str) else default
+    @property
+    def scheme(self) -> str:
+        return str(self._http.scheme or self.headers.get(":scheme", ""))
 
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._map
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._map)
-
-    def __len__(self) -> int:
-        return len(self._map)
+    @property
+    def request_id(self) -> str:
+        return str(self.headers.get("x-request-id", "") or self._http.id)
 
 
 def parse_check_request(message: Any) -> AuthRequest:
     """The request attributes authz uses. Raises RequestError("request_invalid")."""
     http = message.attributes.request.http
-    headers: Mapping[str, str]
-    if http.headers or not http.header_map.headers:
-        headers = HeaderView(http.headers)
-    else:
+    headers: Mapping[str, str] = http.headers
+    if not headers and http.header_map.headers:
         # encode_raw_headers: values are bytes; repeated names are joined as Envoy does.
         joined: dict[str, str] = {}
         headers = joined
@@ -89,14 +83,7 @@ def parse_check_request(message: Any) -> AuthRequest:
     path = http.path or headers.get(":path", "")
     if not path:
         raise RequestError("request_invalid", "CheckRequest has no HTTP path")
-    return AuthRequest(
-        method=http.method or headers.get(":method", ""),
-        path=path,
-        host=http.host or headers.get(":authority", ""),
-        scheme=http.scheme or headers.get(":scheme", ""),
-        headers=headers,
-        request_id=headers.get("x-request-id", "") or http.id,
-    )
+    return EnvoyRequest(path, headers, http)
 
 
 def _header_options(headers: tuple[tuple[str, str], ...]) -> list[base_pb2.HeaderValueOption]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from envoy.service.auth.v3 import external_auth_pb2 as pb
@@ -18,6 +19,7 @@ from authz.envoy import ResponseEncoder, parse_check_request
 from authz.errors import AuthzError, UnknownKeyError
 from authz.jwks import KeyManager
 from authz.login_flow import LoginFlow
+from authz.request import AuthRequest
 
 log = logging.getLogger("authz.check")
 
@@ -49,40 +51,50 @@ class CheckHandler:
     async def decide(self, message: pb.CheckRequest) -> Decision:
         """The decision for a CheckRequest, counted in the metrics."""
         started = time.perf_counter()
-        request_id = ""
-        stats = self._stats
-        stats.in_flight += 1
+        req: AuthRequest | None = None
         try:
             req = parse_check_request(message)
-            request_id = req.request_id
             login = self.login
+            pending: Awaitable[Decision]
             if login is not None and (
                 login.handles(req) or ("authorization" not in req.headers and not self.engine.skips(req.path))
             ):
-                decision: Decision = await login.check(req)
+                pending = login.check(req)
             else:
                 result = self.engine.decide(req, self._clock(), self.keys.lookup)
-                if isinstance(result, NeedKeys):
-                    known = self.keys.lookup(result.issuer)
-                    await self.keys.refetch_unknown_kid(result.issuer)
-                    if self.keys.lookup(result.issuer) is known:
-                        # No new keys (the refetch is rate limited, or found nothing new):
-                        # deciding again would fail the same way, after parsing the token again.
-                        result = self.engine.deny(UnknownKeyError.status, UnknownKeyError.code)
-                    else:
-                        result = self.engine.decide(req, self._clock(), self.keys.lookup, refetched=True)
-                decision = result  # type: ignore[assignment]
+                if not isinstance(result, NeedKeys):
+                    self._record(result, req, started)
+                    return result
+                pending = self._with_new_keys(req, result)
+            # Counted in flight only while awaiting I/O: a Check that never awaits cannot be seen
+            # in flight (a scrape runs on the same event loop).
+            stats = self._stats
+            stats.in_flight += 1
+            try:
+                decision = await pending
+            finally:
+                stats.in_flight -= 1
         except AuthzError as exc:
             decision = self.engine.deny(exc.status, exc.code)
         except Exception:
-            log.exception("check failed", extra={"request_id": request_id})
+            log.exception("check failed", extra={"request_id": _request_id(req)})
             decision = self.engine.deny(500, "internal_error")
-        finally:
-            stats.in_flight -= 1  # every await of a Check is inside the try; what follows only counts
-        self._record(decision, request_id, started)
+        self._record(decision, req, started)
         return decision
 
-    def _record(self, decision: Decision, request_id: str, started: float) -> None:
+    async def _with_new_keys(self, req: AuthRequest, need: NeedKeys) -> Decision:
+        """The token names a kid the issuer's key set lacks: refetch (rate limited), decide again."""
+        known = self.keys.lookup(need.issuer)
+        await self.keys.refetch_unknown_kid(need.issuer)
+        if self.keys.lookup(need.issuer) is known:
+            # No new keys (the refetch is rate limited, or found nothing new): deciding again
+            # would fail the same way, after parsing the token again.
+            return self.engine.deny(UnknownKeyError.status, UnknownKeyError.code)
+        result = self.engine.decide(req, self._clock(), self.keys.lookup, refetched=True)
+        assert not isinstance(result, NeedKeys)  # refetched=True never asks again
+        return result
+
+    def _record(self, decision: Decision, req: AuthRequest | None, started: float) -> None:
         kind = "allow" if isinstance(decision, Allow) else "deny"
         if isinstance(decision, Deny) and decision.status in REDIRECT_STATUSES:
             kind = "redirect"
@@ -91,8 +103,16 @@ class CheckHandler:
             extra: dict[str, Any] = {
                 "decision": kind,
                 "reason": decision.reason,
-                "request_id": request_id,
+                "request_id": _request_id(req),
             }
             if isinstance(decision, Deny):
                 extra["status"] = decision.status
             log.debug("decision", extra=extra)
+
+
+def _request_id(req: AuthRequest | None) -> str:
+    """For a log line: the request's id, read from the CheckRequest only now."""
+    try:
+        return req.request_id if req is not None else ""
+    except Exception:  # a log line never fails the Check
+        return ""

@@ -38,6 +38,22 @@ def request_path(path: str) -> str:
     return path[:cut]
 
 
+def first_segment(path: str) -> str:
+    """The first segment of a request target: ``api`` of ``/api/v1/x?q``. For a one-segment
+    target the query stays on (``x?q`` of ``/x?q``): a caller that finds "?" or "#" in it
+    looks closer."""
+    end = path.find("/", 1)
+    return path[1:end] if end != -1 else path[1:]
+
+
+def first_segments(paths: frozenset[str] | tuple[str, ...] | list[str]) -> frozenset[str] | None:
+    """The first segments of these paths: a request target whose first segment is none of them
+    (and has no "?" or "#") is none of them and under none of them. None when one path's first
+    segment is empty ("/"), which every target shares."""
+    heads = frozenset(first_segment(p) for p in paths)
+    return heads if "" not in heads else None
+
+
 def is_canonical(path: str) -> bool:
     """True when ``path`` (already without query/fragment) has one obvious meaning."""
     if not path.startswith("/") or _NOT_CANONICAL.search(path) or _STRAY_PERCENT.search(path):
@@ -70,11 +86,10 @@ class PathRules:
         self._exact: frozenset[str] = frozenset(p for p in prefixes if not p.endswith("/"))
         self._subtree: frozenset[str] = frozenset(p for p in prefixes if p.endswith("/"))
         self._max_depth = max((p.count("/") for p in prefixes), default=0)
-        # The first path segment of every rule. A path whose first segment is none of them
-        # cannot fall under a rule, so it is answered without the canonical-form regex; a
-        # rule whose first segment is empty ("/") turns this off.
-        heads = {p[1:].partition("/")[0] for p in prefixes}
-        self._heads: frozenset[str] | None = frozenset(heads) if "" not in heads else None
+        # A path whose first segment is no rule's cannot fall under a rule, so it is answered
+        # without the canonical-form regex; a rule whose first segment is empty ("/") turns
+        # this off.
+        self._heads = first_segments(prefixes)
 
     def __bool__(self) -> bool:
         return bool(self._exact or self._subtree)
@@ -85,7 +100,8 @@ class PathRules:
             return False
         heads = self._heads
         if heads is not None:
-            head = path[1:].partition("/")[0]
+            end = path.find("/", 1)  # first_segment(path), inline: this runs on every Check
+            head = path[1:end] if end != -1 else path[1:]
             # A head with "?" or "#" is the query of a one-segment path: the full check decides.
             if head not in heads and "?" not in head and "#" not in head:
                 return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from authz.errors import CredentialError, TokenError
 
@@ -14,19 +13,50 @@ from authz.errors import CredentialError, TokenError
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]++=*+")
 
 
-# Not frozen: one is built per Check, and a frozen dataclass's __init__ (object.__setattr__ per
-# field) costs 0.6 µs more. Nothing changes one after it is built.
-@dataclass(slots=True)
 class AuthRequest:
-    method: str
-    path: str  # the request target: path plus query, as Envoy saw it
-    host: str
-    scheme: str
-    headers: Mapping[str, str]  # lower-case names
-    request_id: str = ""
+    """One request as the core sees it. Read-only once built.
+
+    ``headers`` has lower-case names and is read with ``get()`` and ``in`` only: a CheckRequest's
+    header map, read in place, would add a missing name on ``[]``. ``path`` is the request
+    target (path plus query) as Envoy saw it. A plain class with slots: one is built per Check,
+    and a dataclass's keyword ``__init__`` cost several times as much.
+    """
+
+    __slots__ = ("_host", "_method", "_request_id", "_scheme", "headers", "path")
+
+    def __init__(
+        self, method: str, path: str, host: str, scheme: str, headers: Mapping[str, str], request_id: str = ""
+    ) -> None:
+        self.path = path
+        self.headers = headers
+        self._method = method
+        self._host = host
+        self._scheme = scheme
+        self._request_id = request_id
+
+    # Properties, so a request read from a CheckRequest (authz.envoy.EnvoyRequest) reads these
+    # only when asked: a bearer check never does.
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def scheme(self) -> str:
+        return self._scheme
+
+    @property
+    def request_id(self) -> str:
+        return self._request_id
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
+
+    def __repr__(self) -> str:  # never the header values: they hold tokens and cookies
+        return f"AuthRequest({self.method!r}, {self.path.partition('?')[0]!r}, {self.host!r})"
 
 
 def bearer_token(value: str) -> str:

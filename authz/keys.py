@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose import jwk as jose_jwk
 from jose.exceptions import JOSEError
 
@@ -53,6 +54,50 @@ class _PSSVerifier:
         try:
             self._key.verify(sig, msg, self._padding, self._hash)
         except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+class _PKCS1Verifier:
+    """RSASSA-PKCS1-v1_5 (RS256/384/512), called on ``cryptography`` directly.
+
+    What python-jose's key did per call, minus its wrapper (0.8 µs a check): the same key
+    and hash, the padding and hash objects made once.
+    """
+
+    __slots__ = ("_hash", "_key", "_padding")
+
+    def __init__(self, key: rsa.RSAPublicKey, hash_cls: type[hashes.HashAlgorithm]) -> None:
+        self._key = key
+        self._hash = hash_cls()
+        self._padding = padding.PKCS1v15()
+
+    def verify(self, msg: bytes, sig: bytes) -> bool:
+        try:
+            self._key.verify(sig, msg, self._padding, self._hash)
+        except InvalidSignature:
+            return False
+        return True
+
+
+class _ECDSAVerifier:
+    """ECDSA (ES256/384/512) with a JWS signature: R || S, each exactly the curve's byte length."""
+
+    __slots__ = ("_algorithm", "_key", "_size")
+
+    def __init__(self, key: ec.EllipticCurvePublicKey, hash_cls: type[hashes.HashAlgorithm]) -> None:
+        self._key = key
+        self._size = (key.key_size + 7) // 8
+        self._algorithm = ec.ECDSA(hash_cls())
+
+    def verify(self, msg: bytes, sig: bytes) -> bool:
+        size = self._size
+        if len(sig) != 2 * size:
+            return False
+        der = encode_dss_signature(int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big"))
+        try:
+            self._key.verify(der, msg, self._algorithm)
+        except Exception:  # as python-jose: any failure is "does not verify"
             return False
         return True
 
@@ -125,9 +170,16 @@ def _build_verifier(entry: dict[str, Any], alg: str) -> Verifier:
             if len(b64url_decode(entry[coord])) != size:
                 raise ValueError("EC coordinate of wrong length")
     public = {k: entry[k] for k in ("kty", "n", "e", "crv", "x", "y") if k in entry}
+    # python-jose still builds and checks the key, as strictly as before; the check then calls
+    # the ``cryptography`` key it holds directly.
     key = jose_jwk.construct(public, algorithm=alg)
     if not key.is_public():
         raise ValueError("private key material")
+    prepared = getattr(key, "prepared_key", None)
+    if isinstance(prepared, rsa.RSAPublicKey) and alg[:2] == "RS":
+        return _PKCS1Verifier(prepared, key.hash_alg)
+    if isinstance(prepared, ec.EllipticCurvePublicKey) and alg in _EC_CURVES:
+        return _ECDSAVerifier(prepared, key.hash_alg)
     return key  # type: ignore[no-any-return]
 
 

@@ -39,13 +39,15 @@ def _timestamp(claims: dict[str, Any], name: str, *, required: bool) -> float | 
 class TokenValidator:
     """Validates compact JWS bearer tokens for a fixed set of trusted issuers."""
 
-    __slots__ = ("_all_algs", "_issuers", "_max_bytes", "_skew")
+    __slots__ = ("_all_algs", "_headers", "_issuers", "_max_bytes", "_skew")
 
     def __init__(self, issuers: tuple[IssuerSettings, ...], *, clock_skew: float, max_bytes: int) -> None:
         self._issuers = {i.issuer: i for i in issuers}
         self._skew = clock_skew
         self._max_bytes = max_bytes
         self._all_algs = frozenset(a for i in issuers for a in i.algorithms)
+        # JWS headers that passed parse_compact's checks (bounded there): one per signing key.
+        self._headers: dict[str, dict[str, Any]] = {}
 
     def issuer(self, name: str) -> IssuerSettings | None:
         return self._issuers.get(name)
@@ -53,7 +55,7 @@ class TokenValidator:
     def validate(self, token: str, now: float, keys: KeyLookup, *, nonce: str | None = None) -> Identity:
         """Identity of a valid token. With ``nonce`` (an ID token from our own login), the
         token's ``nonce`` claim must equal it (OIDC Core 3.1.3.7 step 11)."""
-        jws = parse_compact(token, self._max_bytes)
+        jws = parse_compact(token, self._max_bytes, self._headers)
         if jws.alg not in self._all_algs:
             raise TokenError("token_alg_not_allowed", "alg not accepted")
         claims = strict_json_object(jws.payload)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from authz import jws
 from authz.errors import DependencyUnavailable, TokenError, UnknownKeyError
 from authz.identity import Identity
 from authz.keys import build_keyset
@@ -544,3 +545,45 @@ def test_keys_not_loaded_is_a_dependency_outage() -> None:
         V.validate(rsa_token(), NOW, lambda issuer: None)
     assert info.value.code == "keys_unavailable"
     assert info.value.status == 503
+
+
+# -- the header cache ----------------------------------------------------------
+
+
+def test_a_remembered_header_still_gets_every_per_token_check() -> None:
+    v = validator()
+    good = rsa_token()
+    assert v.validate(good, NOW, lookup).issuer == ISSUER
+    head = good.split(".")[0]
+    # The same header again: the rest of each token is still parsed and checked.
+    assert reason(f"{head}.{b64url_json(good_claims())}.", v) == "token_signature_missing"
+    assert reason(f"{head}.{b64url_json(good_claims())}.QR", v) == "token_malformed"
+    assert reason(f"{head}.{b64url_json(good_claims(exp=NOW - 3600))}.{good.split('.')[2]}", v) == (
+        "token_signature_invalid"
+    )
+    assert reason(rsa_token(good_claims(aud="other")), v) == "token_audience_invalid"
+    # The issuer's own header rules run per token: another issuer refuses the same header.
+    strict = IssuerSettings(issuer=ISSUER, audiences=(AUDIENCE,), algorithms=("ES256",))
+    assert reason(good, validator(strict)) == "token_alg_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [({"alg": "none"}, "token_alg_not_allowed"), ({"alg": "RS256", "kid": "rsa-1", "crit": ["exp"]}, "token_header_invalid"),
+     ({"alg": "RS256", "kid": "rsa-1", "zip": "DEF"}, "token_encrypted")],
+)  # fmt: skip
+def test_a_refused_header_is_refused_every_time(header: dict[str, Any], expected: str) -> None:
+    v = validator()
+    token = forge.sign(RSA, header, good_claims(), alg="RS256")
+    assert [reason(token, v) for _ in range(3)] == [expected] * 3
+
+
+def test_header_cache_stays_bounded() -> None:
+    headers: dict[str, dict[str, Any]] = {}
+    for i in range(3 * jws.MAX_CACHED_HEADERS):
+        jws.parse_compact(forge.sign(RSA, {"alg": "RS256", "kid": f"k{i}"}, good_claims()), MAX_BYTES, headers)
+        assert 0 < len(headers) <= jws.MAX_CACHED_HEADERS
+    long_kid = forge.sign(RSA, {"alg": "RS256", "kid": "k" * jws.MAX_KID_LENGTH, "x": "y" * 900}, good_claims())
+    headers.clear()
+    jws.parse_compact(long_kid, MAX_BYTES, headers)
+    assert not headers

@@ -21,6 +21,7 @@ from authz.settings import IssuerSettings
 MAX_TIMESTAMP = 253402300799
 
 KeyLookup = Callable[[str], KeySet | None]
+_NUMBER = (int, float)  # a tuple: ``int | float`` would build a union object on every call
 
 
 def _timestamp(claims: dict[str, Any], name: str, *, required: bool) -> float | None:
@@ -29,7 +30,7 @@ def _timestamp(claims: dict[str, Any], name: str, *, required: bool) -> float | 
         if required:
             raise TokenError("token_exp_missing", f"{name} missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBER):
         raise TokenError("token_claims_invalid", f"{name} not a number")
     if not math.isfinite(value) or not 0 <= value <= MAX_TIMESTAMP:
         raise TokenError("token_claims_invalid", f"{name} out of range")
@@ -143,9 +144,11 @@ class TokenValidator:
     @staticmethod
     def _check_audience(claims: dict[str, Any], issuer: IssuerSettings) -> None:
         aud = claims.get("aud")
-        if isinstance(aud, str):
-            audiences: list[Any] = [aud]
-        elif isinstance(aud, list) and aud:
+        if isinstance(aud, str):  # the common case: one audience, so no azp
+            if aud not in issuer.audiences:
+                raise TokenError("token_audience_invalid", "no accepted audience")
+            return
+        if isinstance(aud, list) and aud:
             audiences = aud
         else:
             raise TokenError("token_audience_invalid", "aud missing")

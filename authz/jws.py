@@ -109,12 +109,12 @@ def parse_compact(token: str, max_bytes: int, headers: dict[str, dict[str, Any]]
     """
     if len(token) > max_bytes:
         raise TokenError("token_too_large", f"over {max_bytes} bytes")
-    dots = token.count(".")
-    if dots == 4:
-        raise TokenError("token_encrypted", "JWE is not accepted")
-    if dots != 2:
+    parts = token.split(".", 4)  # at most five pieces, however many dots a token has
+    if len(parts) != 3:
+        if len(parts) == 5 and "." not in parts[4]:  # exactly four dots
+            raise TokenError("token_encrypted", "JWE is not accepted")
         raise TokenError("token_malformed", "not three segments")
-    head_b64, payload_b64, sig_b64 = token.split(".")
+    head_b64, payload_b64, sig_b64 = parts
     header = headers.get(head_b64) if headers is not None else None
     if header is None:
         header = strict_json_object(b64url_decode(head_b64))

@@ -70,25 +70,35 @@ class Engine:
             if cookie:
                 return Allow(reason="skip_auth", headers=(("cookie", cookie),), remove=strip)
             return Allow(reason="skip_auth", remove=(*strip, "cookie"))
-        auth = req.headers.get("authorization")
+        headers = req.headers
+        auth = headers.get("authorization")
         if auth is None:
             return self.deny(401, "missing_credentials")
-        try:
-            identity, entry = self._authenticate(auth, now, keys)
-        except UnknownKeyError as exc:
-            if not refetched:
-                return NeedKeys(exc.issuer)
-            return self.deny(exc.status, exc.code)
-        except AuthzError as exc:
-            return self.deny(exc.status, exc.code)
-        cookie = self.upstream_cookie(req)
-        if cookie is not None or entry is None or self.strip is None:
-            return self.authorize(identity, self.strip_names(req), "bearer", cookie)
+        # Keyed by the whole header value: a hit means this exact value was parsed and verified.
+        # (_authenticate inline: this is every repeated token's path.)
+        cache = self.cache
+        key = cache.key(auth)
+        entry = cache.lookup(key, now)
+        if entry is None:
+            try:
+                identity = self.validator.validate(bearer_token(auth), now, keys)
+            except UnknownKeyError as exc:
+                if not refetched:
+                    return NeedKeys(exc.issuer)
+                return self.deny(exc.status, exc.code)
+            except AuthzError as exc:
+                return self.deny(exc.status, exc.code)
+            entry = cache.put(key, identity, now)
+            if entry is None:  # the cache is off
+                return self.authorize(identity, self.strip_names(req), "bearer", self.upstream_cookie(req))
+        session_cookie = self._session_cookie
+        if (session_cookie and session_cookie in headers.get("cookie", "")) or self.strip is None:
+            return self.authorize(entry.identity, self.strip_names(req), "bearer", self.upstream_cookie(req))
         # Nothing request-specific in the answer: it depends on the identity alone, so it is
         # built once per token.
-        if entry.decision is None:
-            entry.decision = self.authorize(identity, self.strip, "bearer")
-        decision: Decision = entry.decision
+        decision: Decision | None = entry.decision
+        if decision is None:
+            decision = entry.decision = self.authorize(entry.identity, self.strip, "bearer")
         return decision
 
     def skips(self, path: str) -> bool:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
@@ -22,10 +22,17 @@ from authz.login_flow import LoginFlow
 from authz.request import AuthRequest
 
 log = logging.getLogger("authz.check")
+T = TypeVar("T")
 
 
 class CheckHandler:
-    """Answers one Check. Owned by the gRPC servicer."""
+    """Answers one Check. Owned by the gRPC servicer.
+
+    ``check_rpc`` (the gRPC method: the serialized CheckResponse) and ``decide`` (the Decision)
+    are coroutine functions built once at start as closures over the long-lived objects
+    (:meth:`_method`): grpc.aio inspects its handler on every call, where a bound method costs
+    an unwrap, and closure cells read faster than attributes of ``self`` on the hot path.
+    """
 
     def __init__(
         self, engine: Engine, keys: KeyManager, *, login: LoginFlow | None = None, clock: Any = time.time
@@ -39,48 +46,52 @@ class CheckHandler:
         # Plain numbers on the hot path, read at scrape time (authz.metrics.CheckStats).
         self._stats = metrics.CHECK_STATS
         self._stats.caches.add(engine.cache)
+        self.check_rpc: Callable[[pb.CheckRequest, Any], Awaitable[bytes]] = self._method(self._encoder.wire)
+        self.decide: Callable[[pb.CheckRequest], Awaitable[Decision]] = self._method(_same)
 
     async def check(self, message: pb.CheckRequest) -> pb.CheckResponse:
         """The CheckResponse for a CheckRequest."""
         return self._encoder.encode(await self.decide(message))
 
-    async def check_rpc(self, message: pb.CheckRequest, context: Any) -> bytes:
-        """The gRPC method itself: the serialized CheckResponse, built once per decision."""
-        return self._encoder.wire(await self.decide(message))
+    def _method(self, finish: Callable[[Decision], T]) -> Callable[..., Awaitable[T]]:
+        """A coroutine function: CheckRequest -> ``finish(decision)``, counted in the metrics."""
+        engine, login, stats, clock, lookup = self.engine, self.login, self._stats, self._clock, self.keys.lookup
+        decide, skips, deny, record = engine.decide, engine.skip.matches, engine.deny, self._record
+        with_new_keys = self._with_new_keys
+        perf_counter = time.perf_counter
 
-    async def decide(self, message: pb.CheckRequest) -> Decision:
-        """The decision for a CheckRequest, counted in the metrics."""
-        started = time.perf_counter()
-        req: AuthRequest | None = None
-        try:
-            req = parse_check_request(message)
-            login = self.login
-            pending: Awaitable[Decision]
-            if login is not None and (
-                login.handles(req) or ("authorization" not in req.headers and not self.engine.skips(req.path))
-            ):
-                pending = login.check(req)
-            else:
-                result = self.engine.decide(req, self._clock(), self.keys.lookup)
-                if not isinstance(result, NeedKeys):
-                    self._record(result, req, started)
-                    return result
-                pending = self._with_new_keys(req, result)
-            # Counted in flight only while awaiting I/O: a Check that never awaits cannot be seen
-            # in flight (a scrape runs on the same event loop).
-            stats = self._stats
-            stats.in_flight += 1
+        async def method(message: pb.CheckRequest, context: Any = None) -> T:
+            started = perf_counter()
+            req: AuthRequest | None = None
             try:
-                decision = await pending
-            finally:
-                stats.in_flight -= 1
-        except AuthzError as exc:
-            decision = self.engine.deny(exc.status, exc.code)
-        except Exception:
-            log.exception("check failed", extra={"request_id": _request_id(req)})
-            decision = self.engine.deny(500, "internal_error")
-        self._record(decision, req, started)
-        return decision
+                req = parse_check_request(message)
+                pending: Awaitable[Decision]
+                if login is not None and (
+                    login.handles(req) or ("authorization" not in req.headers and not skips(req.path))
+                ):
+                    pending = login.check(req)
+                else:
+                    result = decide(req, clock(), lookup)
+                    if result.__class__ is not NeedKeys:
+                        record(result, req, started)  # type: ignore[arg-type]
+                        return finish(result)  # type: ignore[arg-type]
+                    pending = with_new_keys(req, result)
+                # Counted in flight only while awaiting I/O: a Check that never awaits cannot be
+                # seen in flight (a scrape runs on the same event loop).
+                stats.in_flight += 1
+                try:
+                    decision = await pending
+                finally:
+                    stats.in_flight -= 1
+            except AuthzError as exc:
+                decision = deny(exc.status, exc.code)
+            except Exception:
+                log.exception("check failed", extra={"request_id": _request_id(req)})
+                decision = deny(500, "internal_error")
+            record(decision, req, started)
+            return finish(decision)
+
+        return method
 
     async def _with_new_keys(self, req: AuthRequest, need: NeedKeys) -> Decision:
         """The token names a kid the issuer's key set lacks: refetch (rate limited), decide again."""
@@ -116,3 +127,7 @@ def _request_id(req: AuthRequest | None) -> str:
         return req.request_id if req is not None else ""
     except Exception:  # a log line never fails the Check
         return ""
+
+
+def _same(decision: Decision) -> Decision:
+    return decision

@@ -69,11 +69,9 @@ def b64url_decode(segment: str) -> bytes:
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise TokenError("token_malformed", "duplicate JSON member")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):  # a repeated name kept one entry for two members
+        raise TokenError("token_malformed", "duplicate JSON member")
     return result
 
 

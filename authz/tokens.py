@@ -32,7 +32,9 @@ def _timestamp(claims: dict[str, Any], name: str, *, required: bool) -> float | 
         return None
     if isinstance(value, bool) or not isinstance(value, _NUMBER):
         raise TokenError("token_claims_invalid", f"{name} not a number")
-    if not math.isfinite(value) or not 0 <= value <= MAX_TIMESTAMP:
+    # The range test alone: NaN and the infinities fail it, and an integer too large for a
+    # float (10**400) is compared exactly instead of overflowing in math.isfinite.
+    if not 0 <= value <= MAX_TIMESTAMP:
         raise TokenError("token_claims_invalid", f"{name} out of range")
     return float(value)
 

@@ -7,7 +7,6 @@ when the issuer's keys are not loaded).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 

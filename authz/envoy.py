@@ -179,10 +179,12 @@ class ResponseEncoder:
                 if len(allows) >= self.MAX_ALLOWS:
                     del allows[next(iter(allows))]
                 allows[decision] = encoded
-                by_id = self._by_id
-                if len(by_id) >= self.MAX_ALLOWS:
-                    del by_id[next(iter(by_id))]
-                by_id[id(decision)] = (decision, encoded)
+            # This object's next answer by identity too: a session's answer is a new object equal
+            # to other sessions' of the same user, found by value once, then by identity.
+            by_id = self._by_id
+            if len(by_id) >= self.MAX_ALLOWS:
+                del by_id[next(iter(by_id))]
+            by_id[id(decision)] = (decision, encoded)
             return encoded
         cached = self._denies.get(decision)
         if cached is None:

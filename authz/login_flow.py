@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +56,7 @@ class LoginFlow:
         s = engine.settings.session
         self._max_age = s.max_age
         self._idle = s.idle_timeout
-        self._answers: dict[str, tuple[weakref.ref[Session], Decision]] = {}
+        self._answers: OrderedDict[str, tuple[weakref.ref[Session], Decision]] = OrderedDict()
 
     def handles(self, req: AuthRequest) -> bool:
         return req.path.split("?", 1)[0] in self.policy.paths
@@ -119,7 +120,7 @@ class LoginFlow:
             return known[1]
         decision = self._authorize(session, req, strip)
         if len(answers) >= ANSWERS_MAX:
-            del answers[next(iter(answers))]
+            answers.popitem(last=False)
         answers[key] = (weakref.ref(session), decision)  # a record the store dropped is not kept
         return decision
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -62,7 +63,7 @@ class RedisStore:
         )
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
-        self._cache: dict[str, tuple[float, Session | None]] = {}
+        self._cache: OrderedDict[str, tuple[float, Session | None]] = OrderedDict()
         self._clock = clock
         self._locks: dict[str, str] = {}
         self._metrics: dict[str, _OperationMetrics] = {}  # by operation: a fixed name at each call site

@@ -8,6 +8,7 @@ grace period, then the process exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -245,6 +246,12 @@ class App:
         if self._serve_http:
             self.http_port = await self._admin.start(http_host, http_port)
         self._serving = True
+        # Everything built so far lives as long as the process: out of the garbage collector's
+        # sight, so a full collection (caches churning with distinct tokens set one off every
+        # few thousand Checks) walks only what came after, not every module and object of
+        # start-up. Measured in-process: 48 -> 11 ms a full collection.
+        gc.collect()
+        gc.freeze()
         self.c.keys.start()
         self._watch = asyncio.create_task(self._watch_readiness())
         if metrics.MULTIPROCESS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
@@ -84,10 +85,10 @@ class MemoryStore:
     def __init__(self, max_entries: int, clock: Any) -> None:
         self._max = max_entries
         self._clock = clock
-        self._data: dict[str, tuple[float, Any]] = {}  # sessions and refresh locks
-        self._states: dict[str, tuple[float, Any]] = {}  # login states
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # sessions and refresh locks
+        self._states: OrderedDict[str, tuple[float, Any]] = OrderedDict()  # login states
 
-    def _get(self, key: str, table: dict[str, tuple[float, Any]] | None = None) -> Any:
+    def _get(self, key: str, table: OrderedDict[str, tuple[float, Any]] | None = None) -> Any:
         table = self._data if table is None else table
         entry = table.get(key)
         if entry is None:
@@ -97,10 +98,10 @@ class MemoryStore:
             return None
         return entry[1]
 
-    def _put(self, key: str, value: Any, ttl: float, table: dict[str, tuple[float, Any]] | None = None) -> None:
+    def _put(self, key: str, value: Any, ttl: float, table: OrderedDict[str, tuple[float, Any]] | None = None) -> None:
         table = self._data if table is None else table
         if len(table) >= self._max and key not in table:
-            del table[next(iter(table))]
+            table.popitem(last=False)
         table[key] = (self._clock() + ttl, value)
 
     def __len__(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from typing import Any
 
 from authz.identity import Identity
@@ -34,7 +35,7 @@ class TokenCache:
     __slots__ = ("__weakref__", "_entries", "_size", "_ttl", "hits", "misses")
 
     def __init__(self, size: int, ttl: float) -> None:
-        self._entries: dict[bytes, CacheEntry] = {}
+        self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
         self._size = size
         self._ttl = ttl
         self.hits = 0
@@ -74,7 +75,7 @@ class TokenCache:
             return None
         entries = self._entries
         if len(entries) >= self._size and key not in entries:
-            del entries[next(iter(entries))]
+            entries.popitem(last=False)
         entry = entries[key] = CacheEntry(identity, min(identity.expires_at, now + self._ttl))
         return entry
 

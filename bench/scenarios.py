@@ -42,7 +42,7 @@ class Scale:
     concurrency: int = 32  # calls in flight, for every closed-loop run
 
 
-FULL = Scale(seconds=1.0, rounds=6, distinct=5000, memory_tokens=1_000_000, memory_sessions=100_000,
+FULL = Scale(seconds=1.0, rounds=10, distinct=5000, memory_tokens=1_000_000, memory_sessions=100_000,
              growth_sessions=100_000, profile_seconds=8.0, curve=(0.25, 0.5, 0.75, 1.0, 1.25))  # fmt: skip
 QUICK = Scale(seconds=0.5, rounds=1, distinct=400, memory_tokens=1500, memory_sessions=300,
               growth_sessions=600, profile_seconds=0.0, curve=(0.5, 1.0))  # fmt: skip

@@ -186,7 +186,8 @@ def _stack_tables(raw: str) -> list[str]:
             inclusive[name] += n
     if not total:
         return []
-    check = next((n for n in inclusive if n.startswith("CheckHandler.check_rpc")), None)
+    # The gRPC method: the coroutine CheckHandler builds (CheckHandler._method.<locals>.method).
+    check = next((n for n in inclusive if n.startswith("CheckHandler._method")), None)
     share = inclusive[check] / total if check else float("nan")
     lines = [f"py-spy, {total:,} samples of the authz process under the cached-token load. "
              f"The Check handler (`{check}` and below) is {100 * share:.0f}% of the samples; "

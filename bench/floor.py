@@ -3,7 +3,7 @@
 It answers every Check with one prebuilt OK CheckResponse carrying one identity header,
 serialized once at start and sent as those bytes (no serializer per call, as authz does with
 its prebuilt answers), so it is the fastest a Python gRPC server can answer here. Run as
-``python -m bench.floor HOST:PORT`` (SIGTERM stops it).
+``python -m bench.floor HOST:PORT [--reuse-port]`` (SIGTERM stops it).
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ def handler() -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler("envoy.service.auth.v3.Authorization", {"Check": method})
 
 
-async def serve(address: str) -> None:
-    # The same server options as authz.server.App, so only the Check handler differs.
+async def serve(address: str, *, reuse_port: bool = False) -> None:
+    # The same server options as authz.server.App, so only the Check handler differs
+    # (``reuse_port``: several floors on one port, as ``authz serve --workers`` runs).
     server = grpc.aio.server(
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", 1 << 20),
             ("grpc.max_concurrent_streams", 1000),
         ],
@@ -68,4 +69,4 @@ async def serve(address: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1]))
+    asyncio.run(serve(sys.argv[1], reuse_port="--reuse-port" in sys.argv[2:]))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,31 @@ def floor(workdir: Path, name: str = "floor") -> Proc:
     proc.port = port
     _wait_grpc(proc)
     return proc
+
+
+@dataclass(frozen=True)
+class Group:
+    """Several processes serving one port: loads measure their CPU together."""
+
+    pid: tuple[int, ...]
+    port: int
+
+
+def floors(workdir: Path, count: int) -> tuple[list[Proc], Group]:
+    """``count`` floor processes on one port (SO_REUSEPORT), as ``authz serve --workers`` runs."""
+    port = free_port()
+    group = [
+        Proc(f"floor-x{count}-{i}", [PY, "-m", "bench.floor", f"127.0.0.1:{port}", "--reuse-port"],
+             workdir / f"floor-x{count}-{i}.log", env=grpc_env())
+        for i in range(count)
+    ]  # fmt: skip
+    deadline = time.monotonic() + 20
+    for proc in group:
+        while "serving" not in proc.tail(200):
+            if not proc.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{proc.name} did not start:\n{proc.tail()}")
+            time.sleep(0.05)
+    return group, Group(tuple(p.pid for p in group), port)
 
 
 def authz(

@@ -105,8 +105,7 @@ def details(results: list[Comparison]) -> list[str]:
             )
             lines.append(f"| {c.key} | {name} vs {base} | " + " | ".join(_ratios(c, name, base))
                          + f" | {len(c.samples[name])} | {per_round} |")  # fmt: skip
-        pair = c.extra.get("cached_pair")
-        if pair:
+        for pair in c.extra.get("pairs", ()):  # more comparisons within the scenario
             lines.append(f"| {c.key} | {pair[0]} vs {pair[1]} | " + " | ".join(_ratios(c, *pair)) + " | | |")
     return lines
 

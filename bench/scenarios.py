@@ -124,6 +124,9 @@ class Bench:
         self.redis = self._proc(procs.redis(d))
         self.redis_db = redis_client.Redis(host="127.0.0.1", port=self.redis.port)
         self.floor = self._proc(procs.floor(d))
+        two_floors, self.floor_x2 = procs.floors(d, 2)
+        for proc in two_floors:
+            self._proc(proc)
 
         base = self._env()
         rules = {"skip_auth_urls": [f"/static/app{i}/v{i % 7}/" for i in range(1000)],
@@ -238,7 +241,9 @@ class Bench:
 
     # -- runners ------------------------------------------------------------------
 
-    def _h2load(self, proc: procs.Proc, frames: str, *, clients: int = 2, rps: float = 0.0) -> Callable[[int], Sample]:
+    def _h2load(
+        self, proc: procs.Proc | procs.Group, frames: str, *, clients: int = 2, rps: float = 0.0
+    ) -> Callable[[int], Sample]:
         streams = max(1, self.scale.concurrency // clients)
 
         def run(i: int) -> Sample:
@@ -428,9 +433,12 @@ class Bench:
         result = self._compare(
             "workers", "--workers 2 vs --workers 1 (cached token; 8 connections)",
             {"floor": self._h2load(self.floor, "cached", clients=8),
+             "floor x2": self._h2load(self.floor_x2, "cached", clients=8),
              "authz": self._h2load(w1, "cached", clients=8), "authz --workers 2": self._h2load(w2, "cached", clients=8)},
             "authz --workers 2", "authz", how="h2load",
         )  # fmt: skip
+        # Two no-op floors on one port against one: what a second process costs gRPC itself.
+        result.extra["pairs"] = [("authz --workers 2", "floor x2")]
         return result
 
     def growth(self) -> list[Comparison]:
@@ -490,7 +498,7 @@ class Bench:
              f"{many} sessions, cached": with_fresh(self._expect(a, "allow", self._client(a, many_frames, once=True)))},
             f"{many} sessions", "1 session", how="bench.client",
         )  # fmt: skip
-        result.extra["cached_pair"] = (f"{many} sessions, cached", "1 session, cached")
+        result.extra["pairs"] = [(f"{many} sessions, cached", "1 session, cached")]
         return result
 
     def curve(self) -> Comparison:

@@ -74,31 +74,26 @@ class Engine:
         auth = headers.get("authorization")
         if auth is None:
             return self.deny(401, "missing_credentials")
-        # Keyed by the whole header value: a hit means this exact value was parsed and verified.
-        # (_authenticate inline: this is every repeated token's path.)
-        cache = self.cache
-        key = cache.key(auth)
-        entry = cache.lookup(key, now)
-        if entry is None:
-            try:
-                identity = self.validator.validate(bearer_token(auth), now, keys)
-            except UnknownKeyError as exc:
-                if not refetched:
-                    return NeedKeys(exc.issuer)
-                return self.deny(exc.status, exc.code)
-            except AuthzError as exc:
-                return self.deny(exc.status, exc.code)
-            entry = cache.put(key, identity, now)
-            if entry is None:  # the cache is off
-                return self.authorize(identity, self.strip_names(req), "bearer", self.upstream_cookie(req))
+        try:
+            identity, entry = self._authenticate(auth, now, keys)
+        except UnknownKeyError as exc:
+            if not refetched:
+                return NeedKeys(exc.issuer)
+            return self.deny(exc.status, exc.code)
+        except AuthzError as exc:
+            return self.deny(exc.status, exc.code)
         session_cookie = self._session_cookie
-        if (session_cookie and session_cookie in headers.get("cookie", "")) or self.strip is None:
-            return self.authorize(entry.identity, self.strip_names(req), "bearer", self.upstream_cookie(req))
+        if (
+            entry is None  # the token cache is off
+            or (session_cookie and session_cookie in headers.get("cookie", ""))
+            or self.strip is None
+        ):
+            return self.authorize(identity, self.strip_names(req), "bearer", self.upstream_cookie(req))
         # Nothing request-specific in the answer: it depends on the identity alone, so it is
         # built once per token.
         decision: Decision | None = entry.decision
         if decision is None:
-            decision = entry.decision = self.authorize(entry.identity, self.strip, "bearer")
+            decision = entry.decision = self.authorize(identity, self.strip, "bearer")
         return decision
 
     def skips(self, path: str) -> bool:

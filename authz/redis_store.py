@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from authz import metrics
 from authz.errors import DependencyUnavailable
+from authz.redis_reads import RedisReads, reader_for
 from authz.sessions import LoginState, Session, digest
 
 log = logging.getLogger("authz.redis")
@@ -61,6 +62,9 @@ class RedisStore:
             retry_on_timeout=False,
             health_check_interval=30,
         )
+        # Session reads (the only store call on the Check path) over a pipelined connection of
+        # their own; None for URLs only redis-py serves (rediss://, extra options).
+        self._reads: RedisReads | None = reader_for(url, timeout=timeout, connect_timeout=timeout)
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
         self._cache: OrderedDict[str, tuple[float, Session | None]] = OrderedDict()
@@ -90,7 +94,9 @@ class RedisStore:
         cached = self._cache.get(key)
         if cached is not None and now < cached[0]:
             return cached[1]
-        raw = await self._call("get", self._redis.get(_PREFIX + "s:" + key))
+        reads = self._reads
+        name = _PREFIX + "s:" + key
+        raw = await self._call("get", reads.get(name) if reads is not None else self._redis.get(name))
         session = _decode(Session.from_json, raw, "get")
         if self._cache_ttl > 0:
             cache = self._cache
@@ -145,4 +151,6 @@ class RedisStore:
         self._cache.pop(digest(sid), None)
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         await self._redis.aclose()

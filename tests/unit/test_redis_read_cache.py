@@ -21,6 +21,7 @@ async def test_expired_entries_leave_and_the_cap_holds():
     store = RedisStore("redis://127.0.0.1:1/0", cache_ttl=2.0, cache_size=100, clock=clock)
     fake = _FakeRedis()
     store._redis = fake  # type: ignore[assignment]
+    store._reads = fake  # type: ignore[assignment]
     for i in range(500):
         await store.get(f"sid-{i}")
     assert len(store._cache) == 100

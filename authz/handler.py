@@ -57,7 +57,7 @@ class CheckHandler:
         """A coroutine function: CheckRequest -> ``finish(decision)``, counted in the metrics."""
         engine, login, stats, clock, lookup = self.engine, self.login, self._stats, self._clock, self.keys.lookup
         decide, skips, deny, record = engine.decide, engine.skip.matches, engine.deny, self._record
-        with_new_keys = self._with_new_keys
+        with_new_keys, refetch_due = self._with_new_keys, self.keys.kid_refetch_due
         perf_counter = time.perf_counter
 
         async def method(message: pb.CheckRequest, context: Any = None) -> T:
@@ -75,6 +75,12 @@ class CheckHandler:
                     if result.__class__ is not NeedKeys:
                         record(result, req, started)  # type: ignore[arg-type]
                         return finish(result)  # type: ignore[arg-type]
+                    if not refetch_due(result.issuer):
+                        # The refetch would be refused at once (rate limited): the deny
+                        # _with_new_keys would give, without a coroutine and an await.
+                        unknown = deny(UnknownKeyError.status, UnknownKeyError.code)
+                        record(unknown, req, started)
+                        return finish(unknown)
                     pending = with_new_keys(req, result)
                 # Counted in flight only while awaiting I/O: a Check that never awaits cannot be
                 # seen in flight (a scrape runs on the same event loop).
@@ -94,7 +100,11 @@ class CheckHandler:
         return method
 
     async def _with_new_keys(self, req: AuthRequest, need: NeedKeys) -> Decision:
-        """The token names a kid the issuer's key set lacks: refetch (rate limited), decide again."""
+        """The token names a kid the issuer's key set lacks: refetch, decide again.
+
+        Reached only when ``KeyManager.kid_refetch_due``; a rate-limited Check is denied
+        without awaiting (:meth:`_method`).
+        """
         known = self.keys.lookup(need.issuer)
         await self.keys.refetch_unknown_kid(need.issuer)
         if self.keys.lookup(need.issuer) is known:

@@ -145,6 +145,18 @@ class KeyManager:
         self._tasks.clear()
         await self._fetcher.aclose()
 
+    def kid_refetch_due(self, issuer: str) -> bool:
+        """Whether :meth:`refetch_unknown_kid` would fetch (or join a fetch) now.
+
+        False when it would return at once without I/O: the issuer is unknown, or no fetch is
+        in flight and the last unknown-kid refetch was less than the interval ago. Synchronous
+        and cheap, so a Check can deny an unknown kid without awaiting.
+        """
+        state = self._states.get(issuer)
+        if state is None:
+            return False
+        return state.inflight is not None or self._clock() - state.last_kid_refetch >= self._kid_interval
+
     async def refetch_unknown_kid(self, issuer: str) -> str:
         """Refetch once for an unknown kid: shared, and rate limited per issuer.
 

@@ -71,6 +71,9 @@ class _Keys:
     def lookup(self, issuer: str) -> Any:
         return KEYSET
 
+    def kid_refetch_due(self, issuer: str) -> bool:
+        return False
+
     async def refetch_unknown_kid(self, issuer: str) -> None:
         return None
 

@@ -128,6 +128,93 @@ def ok_response(decision: Allow) -> pb.CheckResponse:
     return response
 
 
+# -- an Allow's CheckResponse written as protobuf wire bytes ---------------------------
+# A new user's answer is built once, then found again (ResponseEncoder). Building the upb
+# message and serializing it took 3.9 µs, the largest cost of a new token after the
+# signature check; written directly from mostly prebuilt pieces, 1.9 µs. The bytes
+# parse to the message ok_response builds (tests/unit/test_allow_wire.py checks that).
+
+_SHORT_LENGTHS = [bytes((n,)) for n in range(0x80)]
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return _SHORT_LENGTHS[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _string(tag: bytes, text: str) -> bytes:
+    """A length-delimited field holding ``text`` (UTF-8)."""
+    data = text.encode()
+    return tag + _length(len(data)) + data
+
+
+def _message(tag: bytes, body: bytes) -> bytes:
+    return tag + _length(len(body)) + body
+
+
+# Field tags (field number << 3 | wire type 2, length-delimited): CheckResponse.status = 1,
+# ok_response = 3, dynamic_metadata = 4; OkHttpResponse.headers = 2, headers_to_remove = 5;
+# HeaderValueOption.header = 1 (append_action = 3, a varint); HeaderValue.key = 1, value = 2;
+# Struct.fields = 1 (map entries: key = 1, value = 2); Value.string_value = 3.
+_STATUS_OK = _message(b"\x0a", _OK_STATUS.SerializeToString())
+_APPEND_OVERWRITE = b"\x18" + bytes((_OVERWRITE,))
+# Prebuilt pieces, by value: header names (HeaderValue.key fields), removal lists, and the
+# metadata of each reason. A few of each per configuration; bounded all the same.
+_KEYS: dict[str, bytes] = {}
+_REMOVALS: dict[tuple[str, ...], bytes] = {}
+_METADATA: dict[str, bytes] = {}
+
+
+def _metadata_entry(key: str, value: str) -> bytes:
+    return _message(b"\x0a", _string(b"\x0a", key) + _message(b"\x12", _string(b"\x1a", value)))
+
+
+def ok_wire(decision: Allow) -> bytes:
+    """``ok_response(decision).SerializeToString()``, equal as a message (not byte for byte)."""
+    short, length = _SHORT_LENGTHS, _length
+    parts = []
+    for key, value in decision.headers:
+        name = _KEYS.get(key)
+        if name is None:
+            name = _string(b"\x0a", key)
+            if len(_KEYS) < 64:
+                _KEYS[key] = name
+        data = value.encode()
+        n = len(data)
+        header = name + b"\x12" + (short[n] if n < 0x80 else length(n)) + data
+        n = len(header)
+        option = b"\x0a" + (short[n] if n < 0x80 else length(n)) + header + _APPEND_OVERWRITE
+        n = len(option)
+        parts.append(b"\x12" + (short[n] if n < 0x80 else length(n)) + option)
+    removals = _REMOVALS.get(decision.remove)
+    if removals is None:
+        removals = b"".join([_string(b"\x2a", name) for name in decision.remove])
+        if len(_REMOVALS) < 64:
+            _REMOVALS[decision.remove] = removals
+    parts.append(removals)
+    body = b"".join(parts)
+    reason = decision.reason
+    described = _METADATA.get(reason)
+    if described is None:
+        described = (
+            _metadata_entry("decision", "allow")
+            + _metadata_entry("reason", reason)
+            + _metadata_entry("auth_method", _AUTH_METHODS.get(reason, "none"))
+        )
+        if len(_METADATA) < 64:
+            _METADATA[reason] = described
+    identity = decision.identity
+    if identity is not None and identity.user:
+        described += _metadata_entry("user", identity.user)
+    return _STATUS_OK + _message(b"\x1a", body) + _message(b"\x22", described)
+
+
 def denied_response(decision: Deny) -> pb.CheckResponse:
     response = pb.CheckResponse(
         status=status_pb2.Status(
@@ -146,58 +233,59 @@ def denied_response(decision: Deny) -> pb.CheckResponse:
 
 
 class ResponseEncoder:
-    """Decision to CheckResponse, each built and serialized once per decision value.
+    """Decision to CheckResponse bytes, each built and serialized once per decision value.
 
     ``wire`` gives the serialized bytes the gRPC server sends as they are (no serializer runs
-    per call); ``encode`` the message. Allows are kept for the most recent ``MAX_ALLOWS`` values
-    (oldest out first). The engine hands back the same Allow object for a repeated token, so
-    its answer is found by identity first (an int hash) before by value (hashing the Allow's
-    fields, for an equal decision built anew, such as a session's).
+    per call); ``encode`` a message parsed from them (a new one each call). Allows are kept
+    for the most recent ``MAX_ALLOWS`` values (oldest out first); denies without a
+    ``set-cookie`` up to 512 values. The engine hands back the same object for a repeated
+    token's answer and for each (status, reason) deny, so an answer is found by identity
+    first (an int hash) before by value (hashing the decision's fields, for an equal
+    decision built anew, such as a session's).
     """
 
     __slots__ = ("_allows", "_by_id", "_denies")
     MAX_ALLOWS = 4096
+    MAX_DENIES = 512
 
     def __init__(self) -> None:
-        self._denies: dict[Deny, _Encoded] = {}
-        self._allows: OrderedDict[Allow, _Encoded] = OrderedDict()
-        # id(decision) -> (decision, encoded): the decision is held, so its id is not reused.
-        self._by_id: OrderedDict[int, tuple[Allow, _Encoded]] = OrderedDict()
+        self._denies: dict[Deny, bytes] = {}
+        self._allows: OrderedDict[Allow, bytes] = OrderedDict()
+        # id(decision) -> (decision, bytes): the decision is held, so its id is not reused.
+        self._by_id: OrderedDict[int, tuple[Allow | Deny, bytes]] = OrderedDict()
 
     def encode(self, decision: Allow | Deny) -> pb.CheckResponse:
-        return self._encoded(decision)[0]
+        return pb.CheckResponse.FromString(self.wire(decision))
 
     def wire(self, decision: Allow | Deny) -> bytes:
         seen = self._by_id.get(id(decision))
-        if seen is not None and seen[0] is decision:  # the repeated token's answer: no hashing
-            return seen[1][1]
-        return self._encoded(decision)[1]
+        if seen is not None and seen[0] is decision:  # a repeated answer: no hashing
+            return seen[1]
+        return self._by_value(decision)
 
-    def _encoded(self, decision: Allow | Deny) -> _Encoded:
-        """By value (an Allow's by-identity entry is looked up by ``wire`` first)."""
+    def _by_value(self, decision: Allow | Deny) -> bytes:
         if isinstance(decision, Allow):
             allows = self._allows
-            encoded = allows.get(decision)
-            if encoded is None:
-                response = ok_response(decision)
-                encoded = (response, response.SerializeToString())
+            data = allows.get(decision)
+            if data is None:
+                data = ok_wire(decision)
                 if len(allows) >= self.MAX_ALLOWS:
                     allows.popitem(last=False)
-                allows[decision] = encoded
-            # This object's next answer by identity too: a session's answer is a new object equal
-            # to other sessions' of the same user, found by value once, then by identity.
-            by_id = self._by_id
-            if len(by_id) >= self.MAX_ALLOWS:
-                by_id.popitem(last=False)
-            by_id[id(decision)] = (decision, encoded)
-            return encoded
-        cached = self._denies.get(decision)
-        if cached is None:
-            response = denied_response(decision)
-            cached = (response, response.SerializeToString())
-            if len(self._denies) < 512 and not any(k == "set-cookie" for k, _ in decision.headers):
-                self._denies[decision] = cached
-        return cached
-
-
-_Encoded = tuple[pb.CheckResponse, bytes]
+                allows[decision] = data
+        else:
+            denies = self._denies
+            found = denies.get(decision)
+            if found is None:
+                data = bytes(denied_response(decision).SerializeToString())
+                if len(denies) >= self.MAX_DENIES or any(k == "set-cookie" for k, _ in decision.headers):
+                    return data  # neither kept nor found again: built per request
+                denies[decision] = data
+            else:
+                data = found
+        # This object's next answer by identity too: a session's answer is a new object equal
+        # to other sessions' of the same user, found by value once, then by identity.
+        by_id = self._by_id
+        if len(by_id) >= self.MAX_ALLOWS:
+            by_id.popitem(last=False)
+        by_id[id(decision)] = (decision, data)
+        return data

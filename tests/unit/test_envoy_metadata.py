@@ -89,14 +89,15 @@ def test_metadata_never_carries_a_token_a_cookie_or_groups():
 def test_cached_responses_keep_their_metadata():
     encoder = ResponseEncoder()
     allow = Allow(reason="bearer", headers=(("kubeflow-userid", ALICE.user),), identity=ALICE)
-    first = encoder.encode(allow)
-    # An equal Allow (the engine's per-token decision) gets the very same response, metadata included.
-    assert encoder.encode(Allow(reason="bearer", headers=(("kubeflow-userid", ALICE.user),), identity=ALICE)) is first
-    assert first.dynamic_metadata["user"] == "alice@example.com"
+    first = encoder.wire(allow)
+    # An equal Allow (the engine's per-token decision) gets the very same bytes, metadata included.
+    assert encoder.wire(Allow(reason="bearer", headers=(("kubeflow-userid", ALICE.user),), identity=ALICE)) is first
+    assert encoder.encode(allow).dynamic_metadata["user"] == "alice@example.com"
     other = Identity("bob@example.com", (), ISSUER, 2e9)
     second = encoder.encode(Allow(reason="bearer", headers=(("kubeflow-userid", other.user),), identity=other))
     assert second.dynamic_metadata["user"] == "bob@example.com"
-    assert first.dynamic_metadata["user"] == "alice@example.com"
+    assert encoder.encode(allow).dynamic_metadata["user"] == "alice@example.com"
     deny = json_deny(401, "token_expired")
-    assert encoder.encode(deny) is encoder.encode(deny)
+    assert encoder.wire(deny) is encoder.wire(deny)
+    assert encoder.wire(json_deny(401, "token_expired")) is encoder.wire(deny)  # equal: found by value
     assert encoder.encode(deny).dynamic_metadata["reason"] == "token_expired"

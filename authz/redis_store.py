@@ -1,9 +1,11 @@
-"""Sessions in Redis (redis-py asyncio), shared by every authz process and replica.
+"""Sessions in Redis, shared by every authz process and replica.
 
 A short in-process cache (``cache_ttl``, default 2 s) sits in front of reads, so a
-logout on one replica takes effect on every other within ``cache_ttl``. Connection
-errors become DependencyUnavailable("session_store_unavailable"); redis-py reconnects
-by itself on the next call.
+logout on one replica takes effect on every other within ``cache_ttl``. Session reads,
+the one store call on the Check path, go over a pipelined connection of their own
+(:mod:`authz.redis_reads`; plain URLs); everything else over redis-py asyncio. Connection
+errors become DependencyUnavailable("session_store_unavailable"); both reconnect by
+themselves on the next call.
 """
 
 from __future__ import annotations

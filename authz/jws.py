@@ -23,7 +23,7 @@ _VALUE = {c: i for i, c in enumerate(_ALPHABET)}
 # Bits of the last character that carry no data, by segment length mod 4 (must be zero).
 _UNUSED_BITS = {2: 0b1111, 3: 0b11}
 MAX_KID_LENGTH = 256
-# Header cache bounds (see parse_compact): a few keys per issuer, a header of a few hundred bytes.
+# Header memo bounds (see HeaderMemo): a few keys per issuer, a header of a few hundred bytes.
 MAX_CACHED_HEADERS = 32
 MAX_CACHED_HEADER = 1024
 
@@ -97,13 +97,44 @@ def strict_json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
-def parse_compact(token: str, max_bytes: int, headers: dict[str, dict[str, Any]] | None = None) -> ParsedJWS:
+class HeaderMemo:
+    """What parse_compact learnt about JWS headers, by their base64url text (a header's
+    outcome depends on that text alone, so a repeat skips decoding and checking it).
+
+    - ``verified``: headers of tokens whose signature verified (every token of one signing
+      key has the same one), kept by :meth:`keep_verified`. Only the issuer's signatures can
+      fill it, so junk cannot evict them.
+    - ``seen``: any other header parse_compact decided on: the header when it passed its
+      checks, the (code, detail) of its TokenError when it failed them. A flood of distinct
+      headers clears it, and costs no more than parsing them.
+
+    Both bounded at MAX_CACHED_HEADERS, cleared when full; headers over MAX_CACHED_HEADER
+    characters are never kept.
+    """
+
+    __slots__ = ("seen", "verified")
+
+    def __init__(self) -> None:
+        self.verified: dict[str, dict[str, Any]] = {}
+        self.seen: dict[str, dict[str, Any] | tuple[str, str]] = {}
+
+    def keep_verified(self, head_b64: str, header: dict[str, Any]) -> None:
+        """Remember the header of a token whose signature verified."""
+        verified = self.verified
+        if head_b64 not in verified and len(head_b64) <= MAX_CACHED_HEADER:
+            if len(verified) >= MAX_CACHED_HEADERS:
+                verified.clear()
+            verified[head_b64] = header
+
+
+def parse_compact(token: str, max_bytes: int, memo: HeaderMemo | None = None) -> ParsedJWS:
     """Split and decode a compact JWS; check the header's structure.
 
-    ``headers``, when given, remembers headers that passed these checks by their base64url
-    text (every token of one signing key has the same one), so a repeat skips decoding and
-    checking it again. The cached dict is shared by every token that carries it: never
-    modify ``ParsedJWS.header``.
+    ``memo``, when given, answers for a header it knows (:class:`HeaderMemo`) and learns the
+    others: a known header skips decoding and checking, a known refused one raises a new
+    TokenError with the same code and detail. Either way the header's checks come first, as
+    without it. A remembered dict is shared by every token that carries it: never modify
+    ``ParsedJWS.header``.
     """
     if len(token) > max_bytes:
         raise TokenError("token_too_large", f"over {max_bytes} bytes")
@@ -113,14 +144,18 @@ def parse_compact(token: str, max_bytes: int, headers: dict[str, dict[str, Any]]
             raise TokenError("token_encrypted", "JWE is not accepted")
         raise TokenError("token_malformed", "not three segments")
     head_b64, payload_b64, sig_b64 = parts
-    header = headers.get(head_b64) if headers is not None else None
+    header = memo.verified.get(head_b64) if memo is not None else None
     if header is None:
-        header = strict_json_object(b64url_decode(head_b64))
-        _check_header(header)  # before the signature: "alg: none" reports as such
-        if headers is not None and len(head_b64) <= MAX_CACHED_HEADER:
-            if len(headers) >= MAX_CACHED_HEADERS:
-                headers.clear()  # bounded; a flood of distinct headers only costs the parse
-            headers[head_b64] = header
+        if memo is None:
+            header = _parse_header(head_b64, None)
+        else:
+            known = memo.seen.get(head_b64)
+            if known.__class__ is dict:  # the decoder builds plain dicts; cheaper than isinstance
+                header = known
+            elif known is None:
+                header = _parse_header(head_b64, memo.seen)
+            else:
+                raise TokenError(*known)  # a new exception: a raised one carries its traceback
     if not sig_b64:
         raise TokenError("token_signature_missing", "empty signature")
     payload = b64url_decode(payload_b64)
@@ -128,6 +163,25 @@ def parse_compact(token: str, max_bytes: int, headers: dict[str, dict[str, Any]]
     if not signature:
         raise TokenError("token_signature_missing", "empty signature")
     return ParsedJWS(header, payload, f"{head_b64}.{payload_b64}".encode("ascii"), signature)
+
+
+def _parse_header(head_b64: str, seen: dict[str, dict[str, Any] | tuple[str, str]] | None) -> dict[str, Any]:
+    """Decode and check a header; its outcome kept in ``seen`` when given (bounded: cleared
+    when full; a flood of distinct headers only costs the parse)."""
+    try:
+        header = strict_json_object(b64url_decode(head_b64))
+        _check_header(header)  # before the signature: "alg: none" reports as such
+    except TokenError as exc:
+        if seen is not None and exc.__class__ is TokenError and len(head_b64) <= MAX_CACHED_HEADER:
+            if len(seen) >= MAX_CACHED_HEADERS:
+                seen.clear()
+            seen[head_b64] = (exc.code, exc.detail)
+        raise
+    if seen is not None and len(head_b64) <= MAX_CACHED_HEADER:
+        if len(seen) >= MAX_CACHED_HEADERS:
+            seen.clear()
+        seen[head_b64] = header
+    return header
 
 
 def _check_header(header: dict[str, Any]) -> None:

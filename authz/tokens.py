@@ -12,7 +12,7 @@ from typing import Any
 
 from authz.errors import DependencyUnavailable, TokenError
 from authz.identity import Identity, clean_groups, safe_header_value
-from authz.jws import ParsedJWS, parse_compact, strict_json_object
+from authz.jws import HeaderMemo, ParsedJWS, parse_compact, strict_json_object
 from authz.keys import KeySet
 from authz.settings import IssuerSettings
 
@@ -48,8 +48,8 @@ class TokenValidator:
         self._skew = clock_skew
         self._max_bytes = max_bytes
         self._all_algs = frozenset(a for i in issuers for a in i.algorithms)
-        # JWS headers that passed parse_compact's checks (bounded there): one per signing key.
-        self._headers: dict[str, dict[str, Any]] = {}
+        # What parse_compact learnt about JWS headers; a verified token's kept apart from junk's.
+        self._headers = HeaderMemo()
 
     def issuer(self, name: str) -> IssuerSettings | None:
         return self._issuers.get(name)
@@ -72,6 +72,7 @@ class TokenValidator:
         verifier = keyset.verifier(issuer.issuer, jws.kid, jws.alg)
         if not verifier.verify(jws.signing_input, jws.signature):
             raise TokenError("token_signature_invalid", "signature does not verify")
+        self._headers.keep_verified(token[: token.find(".")], jws.header)
         if nonce is not None and claims.get("nonce") != nonce:
             raise TokenError("token_nonce_invalid", "nonce does not match the login")
         return self._identity(claims, issuer, now)

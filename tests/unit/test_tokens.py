@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authz import jws
 from authz.errors import DependencyUnavailable, TokenError, UnknownKeyError
@@ -578,12 +580,138 @@ def test_a_refused_header_is_refused_every_time(header: dict[str, Any], expected
     assert [reason(token, v) for _ in range(3)] == [expected] * 3
 
 
-def test_header_cache_stays_bounded() -> None:
-    headers: dict[str, dict[str, Any]] = {}
+def test_header_memo_stays_bounded() -> None:
+    memo = jws.HeaderMemo()
     for i in range(3 * jws.MAX_CACHED_HEADERS):
-        jws.parse_compact(forge.sign(RSA, {"alg": "RS256", "kid": f"k{i}"}, good_claims()), MAX_BYTES, headers)
-        assert 0 < len(headers) <= jws.MAX_CACHED_HEADERS
+        jws.parse_compact(forge.sign(RSA, {"alg": "RS256", "kid": f"k{i}"}, good_claims()), MAX_BYTES, memo)
+        with pytest.raises(TokenError):
+            jws.parse_compact(unsigned({"alg": "none", "n": i}, good_claims(), b"x"), MAX_BYTES, memo)
+        memo.keep_verified(f"head{i}", {"alg": "RS256"})
+        assert 0 < len(memo.seen) <= jws.MAX_CACHED_HEADERS
+        assert 0 < len(memo.verified) <= jws.MAX_CACHED_HEADERS
     long_kid = forge.sign(RSA, {"alg": "RS256", "kid": "k" * jws.MAX_KID_LENGTH, "x": "y" * 900}, good_claims())
-    headers.clear()
-    jws.parse_compact(long_kid, MAX_BYTES, headers)
-    assert not headers
+    long_none = unsigned({"alg": "none", "x": "y" * 900}, good_claims(), b"x")
+    memo = jws.HeaderMemo()
+    jws.parse_compact(long_kid, MAX_BYTES, memo)
+    with pytest.raises(TokenError):
+        jws.parse_compact(long_none, MAX_BYTES, memo)
+    memo.keep_verified(long_kid.split(".")[0], {"alg": "RS256"})
+    assert not memo.seen and not memo.verified
+
+
+def test_a_flood_of_distinct_headers_leaves_the_verified_headers_in_place() -> None:
+    v = validator()
+    good = rsa_token()
+    v.validate(good, NOW, lookup)
+    head = good.split(".")[0]
+    for i in range(4 * jws.MAX_CACHED_HEADERS):  # unknown kids, each header new
+        with pytest.raises(UnknownKeyError):
+            v.validate(rsa_token(kid=f"rotated-{i}"), NOW, lookup)
+    memo = v._headers
+    assert list(memo.verified) == [head]
+    remembered = memo.verified[head]
+    assert jws.parse_compact(rsa_token(good_claims(sub="other")), MAX_BYTES, memo).header is remembered
+    assert len(memo.seen) <= jws.MAX_CACHED_HEADERS
+
+
+def test_a_remembered_refusal_is_raised_anew_with_the_same_code_and_detail() -> None:
+    memo = jws.HeaderMemo()
+    token = unsigned({"alg": "none", "typ": "JWT"}, good_claims(), b"x")
+    raised = []
+    for _ in range(3):
+        with pytest.raises(TokenError) as info:
+            jws.parse_compact(token, MAX_BYTES, memo)
+        raised.append(info.value)
+    assert [(e.__class__, e.code, e.detail) for e in raised] == [(TokenError, "token_alg_not_allowed", "alg none")] * 3
+    assert len({id(e) for e in raised}) == 3
+    assert list(memo.seen.values()) == [("token_alg_not_allowed", "alg none")]
+
+
+# -- the header memo changes no outcome (property) -------------------------------
+
+OTHER_ISSUER = "https://other.test"
+MEMO_RSA_HEADER = {"alg": "RS256", "kid": "rsa-1"}
+# Headers that are not a JSON object of unique members: duplicate, array, NaN, not UTF-8.
+RAW_HEADERS = (b'{"alg":"RS256","alg":"none"}', b"[1,2]", b'{"alg":NaN}', bytes([0xFF, 0xFE]))
+
+
+def _memo_pool() -> list[str]:
+    """Tokens whose outcomes depend on what was seen before, if the memo were wrong: valid ones of
+    two keys (and of more distinct headers than the memo holds), forgeries under the same headers,
+    refused headers of every kind, and well-formed junk headers (unknown kids) by the dozen."""
+    body = b64url_json(good_claims())
+    sig = b64url(b"s" * 64)
+    pool = [
+        rsa_token(),
+        rsa_token(good_claims(sub="bob")),
+        forge.sign(EC, {"alg": "ES256", "kid": "ec-1"}, good_claims()),
+        forge.sign(ATTACKER, MEMO_RSA_HEADER, good_claims()),  # a verified header, a forged signature
+        forge.sign(ATTACKER, {"alg": "ES256", "kid": "ec-1"}, good_claims(), alg="RS256"),
+        forge.sign(RSA, MEMO_RSA_HEADER, good_claims(exp=NOW - 3600)),
+        forge.sign(RSA, MEMO_RSA_HEADER, good_claims(iss=OTHER_ISSUER)),
+        forge.sign(RSA, MEMO_RSA_HEADER, good_claims(iss="https://untrusted.test")),
+        forge.sign(RSA, MEMO_RSA_HEADER, good_claims(aud="other")),
+        forge.sign(RSA, MEMO_RSA_HEADER, good_claims(nbf=NOW + 3600)),
+        forge.sign(RSA, MEMO_RSA_HEADER, b"not json"),
+        f"{b64url_json(MEMO_RSA_HEADER)}.{body}.",
+        f"{b64url_json(MEMO_RSA_HEADER)}.{body}.QR",
+        f"{b64url_json(MEMO_RSA_HEADER)}.{body}",
+        f"{b64url_json(MEMO_RSA_HEADER)}.{body}.{sig}.x.y",
+        # Refused headers, with payloads and signatures that would fail later checks too.
+        unsigned({"alg": "none"}, good_claims(), b"x"),
+        unsigned({"alg": "none"}, b"not json", b"x"),
+        f"{b64url_json({'alg': 'none'})}.{body}.",
+        unsigned({"alg": "NONE", "kid": "rsa-1"}, good_claims()),
+        forge.hmac_sign(b"secret", {"alg": "HS256", "typ": "JWT"}, good_claims()),
+        unsigned({"alg": "HS256", "typ": "JWT"}, b"not json", b"x"),
+        unsigned({"alg": "RS256", "kid": "rsa-1", "crit": ["exp"]}, good_claims(), b"x"),
+        unsigned({"alg": "RS256", "kid": "rsa-1", "zip": "DEF"}, good_claims(), b"x"),
+        unsigned({"alg": "RS256", "kid": "rsa-1", "b64": False}, good_claims(), b"x"),
+        unsigned({"alg": "RS256", "kid": 7}, good_claims(), b"x"),
+        unsigned({"alg": "RS256", "typ": 7}, good_claims(), b"x"),
+        unsigned({"kid": "rsa-1"}, good_claims(), b"x"),
+        *(f"{b64url(raw)}.{body}.{sig}" for raw in RAW_HEADERS),
+        f"e30x.{body}.{sig}",  # non-canonical base64url
+        f"e3!.{body}.{sig}",
+        f"x.{body}.{sig}",
+        f".{body}.{sig}",
+        # Headers longer than the memo keeps: one accepted, one refused.
+        forge.sign(RSA, {**MEMO_RSA_HEADER, "x": "y" * 900}, good_claims()),
+        unsigned({"alg": "none", "x": "y" * 900}, good_claims(), b"x"),
+    ]
+    # More distinct well-formed headers than the memo holds: unknown kids, and valid tokens.
+    pool += [forge.sign(RSA, {"alg": "RS256", "kid": f"rotated-{i}"}, good_claims()) for i in range(40)]
+    pool += [forge.sign(RSA, {**MEMO_RSA_HEADER, "n": i}, good_claims()) for i in range(40)]
+    return pool
+
+
+MEMO_POOL = _memo_pool()
+MEMO_ISSUERS = (ISSUER_SETTINGS, IssuerSettings(issuer=OTHER_ISSUER, audiences=(AUDIENCE,), algorithms=("ES256",)))
+
+
+def _outcome(v: TokenValidator, token: str) -> tuple[Any, ...]:
+    try:
+        return ("identity", v.validate(token, NOW, lookup))
+    except TokenError as exc:
+        return (exc.__class__.__name__, exc.code, exc.detail)
+
+
+def test_every_token_of_the_memo_pool_has_a_distinct_header_outcome_mix() -> None:
+    """The pool covers what the property needs: accepted and refused headers, valid tokens, and
+    more distinct headers than either memo holds."""
+    outcomes = [_outcome(validator(*MEMO_ISSUERS), token)[:2] for token in MEMO_POOL]
+    assert sum(o[0] == "identity" for o in outcomes) > jws.MAX_CACHED_HEADERS
+    assert sum(o[0] == "UnknownKeyError" for o in outcomes) > jws.MAX_CACHED_HEADERS
+    codes = {o[1] for o in outcomes if o[0] != "identity"}
+    assert {"token_alg_not_allowed", "token_header_invalid", "token_encrypted", "token_malformed"} <= codes
+    assert {"token_signature_invalid", "token_expired", "token_signature_missing", "token_issuer_untrusted"} <= codes
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_the_header_memo_changes_no_outcome(data: st.DataObject) -> None:
+    extra = data.draw(st.lists(st.sampled_from(MEMO_POOL), min_size=10, max_size=120), label="repeats")
+    order = data.draw(st.permutations(MEMO_POOL + extra), label="order")
+    remembering = validator(*MEMO_ISSUERS)
+    for token in order:
+        assert _outcome(remembering, token) == _outcome(validator(*MEMO_ISSUERS), token), token

@@ -241,7 +241,8 @@ class ResponseEncoder:
     ``set-cookie`` up to 512 values. The engine hands back the same object for a repeated
     token's answer and for each (status, reason) deny, so an answer is found by identity
     first (an int hash) before by value (hashing the decision's fields, for an equal
-    decision built anew, such as a session's).
+    decision built anew, such as a session's). Of equal denies, only the one kept is found
+    by identity.
     """
 
     __slots__ = ("_allows", "_by_id", "_denies")
@@ -249,7 +250,8 @@ class ResponseEncoder:
     MAX_DENIES = 512
 
     def __init__(self) -> None:
-        self._denies: dict[Deny, bytes] = {}
+        # Deny -> (the first deny of that value, its bytes): only that object is found by identity.
+        self._denies: dict[Deny, tuple[Deny, bytes]] = {}
         self._allows: OrderedDict[Allow, bytes] = OrderedDict()
         # id(decision) -> (decision, bytes): the decision is held, so its id is not reused.
         self._by_id: OrderedDict[int, tuple[Allow | Deny, bytes]] = OrderedDict()
@@ -279,9 +281,14 @@ class ResponseEncoder:
                 data = bytes(denied_response(decision).SerializeToString())
                 if len(denies) >= self.MAX_DENIES or any(k == "set-cookie" for k, _ in decision.headers):
                     return data  # neither kept nor found again: built per request
-                denies[decision] = data
+                denies[decision] = (decision, data)
+            elif found[0] is not decision:
+                # An equal deny built anew (an API client's 401 from the login flow, one per
+                # request): found by value each time, never given a place by identity, where
+                # it would only push out answers that recur.
+                return found[1]
             else:
-                data = found
+                data = found[1]  # the kept deny itself, since pushed out of the identity map
         # This object's next answer by identity too: a session's answer is a new object equal
         # to other sessions' of the same user, found by value once, then by identity.
         by_id = self._by_id

@@ -56,7 +56,8 @@ class LoginFlow:
         s = engine.settings.session
         self._max_age = s.max_age
         self._idle = s.idle_timeout
-        self._answers: OrderedDict[str, tuple[weakref.ref[Session], Decision]] = OrderedDict()
+        # digest(Cookie header) -> (digest(session id), the session record, its answer).
+        self._answers: OrderedDict[str, tuple[str, weakref.ref[Session], Decision]] = OrderedDict()
 
     def handles(self, req: AuthRequest) -> bool:
         return req.path.split("?", 1)[0] in self.policy.paths
@@ -88,6 +89,26 @@ class LoginFlow:
         return sid if cookies.valid_id(sid) else None
 
     async def _from_session(self, req: AuthRequest) -> Decision | None:
+        strip = self.engine.strip
+        # The answer depends only on the session record and the Cookie header (the cookies passed
+        # upstream): while the store hands back the same record, a repeated request reuses it,
+        # found by the header's digest before the header is parsed. Keyed by digests: the header
+        # holds the session id, which is never kept in memory.
+        key = ""
+        if strip is not None:
+            cookie = req.headers.get("cookie")
+            if not cookie:
+                return None
+            key = digest(cookie)
+            known = self._answers.get(key)
+            if known is not None:
+                session = await self.store.get_by_digest(known[0])
+                if (
+                    session is not None
+                    and known[1]() is session
+                    and self.policy.session_verdict(session, self._clock()) == "valid"
+                ):
+                    return known[2]
         sid = self._session_id(req)
         if sid is None:
             return None
@@ -107,21 +128,17 @@ class LoginFlow:
         elif verdict == "touch":
             session = session.touched(now)
             await self.store.put(sid, session, self._ttl(session, now))
-        strip = self.engine.strip
         if strip is None:  # the names the request carries decide what is stripped
             return self._authorize(session, req, self.engine.spoofed_headers(req))
-        # The answer depends only on the session record and the Cookie header (the cookies passed
-        # upstream): while the store hands back the same record, a repeated request reuses it.
-        # Keyed by a digest: the header holds the session id, which is never kept in memory.
-        key = digest(req.headers.get("cookie", ""))
         answers = self._answers
         known = answers.get(key)
-        if known is not None and known[0]() is session:
-            return known[1]
+        if known is not None and known[1]() is session:
+            return known[2]
         decision = self._authorize(session, req, strip)
         if len(answers) >= ANSWERS_MAX:
             answers.popitem(last=False)
-        answers[key] = (weakref.ref(session), decision)  # a record the store dropped is not kept
+        # A record the store dropped is not kept (weak reference).
+        answers[key] = (digest(sid), weakref.ref(session), decision)
         return decision
 
     def _authorize(self, session: Session, req: AuthRequest, strip: tuple[str, ...]) -> Decision:

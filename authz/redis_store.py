@@ -91,7 +91,10 @@ class RedisStore:
         return result
 
     async def get(self, sid: str) -> Session | None:
-        key = digest(sid)
+        return await self.get_by_digest(digest(sid))
+
+    async def get_by_digest(self, key: str) -> Session | None:
+        """The session whose id has this digest (:func:`authz.sessions.digest`)."""
         now = self._clock()
         cached = self._cache.get(key)
         if cached is not None and now < cached[0]:

@@ -65,6 +65,10 @@ class SessionStore(Protocol):
     """Raises DependencyUnavailable("session_store_unavailable") when the store is down."""
 
     async def get(self, sid: str) -> Session | None: ...
+    async def get_by_digest(self, sid_digest: str) -> Session | None:
+        """The session whose id has this :func:`digest` (what ``get`` looks up)."""
+        ...
+
     async def put(self, sid: str, session: Session, ttl: float) -> None: ...
     async def delete(self, sid: str) -> None: ...
     async def put_state(self, state: str, record: LoginState, ttl: float) -> None: ...
@@ -112,7 +116,10 @@ class MemoryStore:
         return sum(1 for key in self._data if key.startswith("s:"))
 
     async def get(self, sid: str) -> Session | None:
-        value: Session | None = self._get("s:" + digest(sid))
+        return await self.get_by_digest(digest(sid))
+
+    async def get_by_digest(self, sid_digest: str) -> Session | None:
+        value: Session | None = self._get("s:" + sid_digest)
         return value
 
     async def put(self, sid: str, session: Session, ttl: float) -> None:

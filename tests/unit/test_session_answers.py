@@ -76,3 +76,25 @@ async def test_the_session_id_is_not_kept_in_the_answers(flow):
     login, _, _ = flow
     await login.check(request(f"authservice_session={SID}; theme=dark"))
     assert all(SID not in key for key in login._answers)
+    assert all(SID not in sid_digest for sid_digest, _, _ in login._answers.values())
+
+
+async def test_a_reused_answer_still_honours_idle_and_touch(flow):
+    """The answer is found before the Cookie header is parsed, but only a session that needs
+    nothing done (not idle, not expired, no last-seen write due) is answered from it."""
+    login, store, _ = flow
+    cookie = f"authservice_session={SID}"
+    clock = [time.time()]
+    login._clock = lambda: clock[0]
+    first = await login.check(request(cookie))
+    assert isinstance(first, Allow) and await login.check(request(cookie)) is first
+    clock[0] += login.policy._touch_every + 1  # last-seen write due: the record is rewritten
+    touched = await login.check(request(cookie))
+    assert isinstance(touched, Allow) and touched is not first and touched.headers == first.headers
+    stored = await store.get(SID)
+    assert stored is not None and stored.last_seen == clock[0]
+    assert await login.check(request(cookie)) is touched  # the new record's answer, reused
+    clock[0] += login.policy.session.idle_timeout + 1  # idle: the session ends
+    idle = await login.check(request(cookie))
+    assert idle.status == 302 and idle.reason == "login_redirect"
+    assert await store.get(SID) is None

@@ -3,7 +3,8 @@
 It answers every Check with one prebuilt OK CheckResponse carrying one identity header,
 serialized once at start and sent as those bytes (no serializer per call, as authz does with
 its prebuilt answers), so it is the fastest a Python gRPC server can answer here. Run as
-``python -m bench.floor HOST:PORT [--reuse-port]`` (SIGTERM stops it).
+``python -m bench.floor HOST:PORT [--reuse-port] [--busy-us=N]`` (SIGTERM stops it;
+``--busy-us``: spin N µs of Python per Check first, a calibration, not a floor).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from time import perf_counter
+from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -37,14 +40,30 @@ async def check(request: pb.CheckRequest, context: grpc.aio.ServicerContext) -> 
     return WIRE
 
 
-def handler() -> grpc.GenericRpcHandler:
+def busy_check(micros: float) -> Any:
+    """The floor's Check, after ``micros`` µs of busy Python (a calibration: what a handler that
+    takes that long costs on this stack, beyond the time itself)."""
+    seconds = micros / 1e6
+
+    async def check(request: pb.CheckRequest, context: grpc.aio.ServicerContext) -> bytes:
+        end = perf_counter() + seconds
+        while perf_counter() < end:
+            pass
+        return WIRE
+
+    return check
+
+
+def handler(busy_us: float = 0.0) -> grpc.GenericRpcHandler:
     method = grpc.unary_unary_rpc_method_handler(
-        check, request_deserializer=pb.CheckRequest.FromString, response_serializer=None
+        busy_check(busy_us) if busy_us > 0 else check,
+        request_deserializer=pb.CheckRequest.FromString,
+        response_serializer=None,
     )
     return grpc.method_handlers_generic_handler("envoy.service.auth.v3.Authorization", {"Check": method})
 
 
-async def serve(address: str, *, reuse_port: bool = False) -> None:
+async def serve(address: str, *, reuse_port: bool = False, busy_us: float = 0.0) -> None:
     # The same server options as authz.server.App, so only the Check handler differs
     # (``reuse_port``: several floors on one port, as ``authz serve --workers`` runs).
     server = grpc.aio.server(
@@ -55,7 +74,7 @@ async def serve(address: str, *, reuse_port: bool = False) -> None:
         ],
         maximum_concurrent_rpcs=1000,
     )
-    server.add_generic_rpc_handlers((handler(),))
+    server.add_generic_rpc_handlers((handler(busy_us),))
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot listen on {address}")
     await server.start()
@@ -69,4 +88,5 @@ async def serve(address: str, *, reuse_port: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(sys.argv[1], reuse_port="--reuse-port" in sys.argv[2:]))
+    busy = [float(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith("--busy-us=")]
+    asyncio.run(serve(sys.argv[1], reuse_port="--reuse-port" in sys.argv[2:], busy_us=busy[-1] if busy else 0.0))

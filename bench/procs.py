@@ -175,9 +175,11 @@ def _wait_grpc(proc: Proc, timeout: float = 20.0) -> None:
             raise RuntimeError(f"{proc.name} did not listen:\n{proc.tail()}") from None
 
 
-def floor(workdir: Path, name: str = "floor") -> Proc:
+def floor(workdir: Path, name: str = "floor", *, busy_us: float = 0.0) -> Proc:
+    """The no-op floor; ``busy_us``: the floor after that much busy Python per Check."""
     port = free_port()
-    proc = Proc(name, [PY, "-m", "bench.floor", f"127.0.0.1:{port}"], workdir / f"{name}.log", env=grpc_env())
+    argv = [PY, "-m", "bench.floor", f"127.0.0.1:{port}"] + ([f"--busy-us={busy_us:g}"] if busy_us else [])
+    proc = Proc(name, argv, workdir / f"{name}.log", env=grpc_env())
     proc.port = port
     _wait_grpc(proc)
     return proc

@@ -225,6 +225,9 @@ def render(results: list[Comparison], memory: dict[str, Any] | None, profile: di
     lines += table(results, memory)
     lines += ["", "### Every target against its baseline", ""]
     lines += details(results)
+    notes = [f"- {c.key}: {note}" for c in results for note in c.notes]
+    if notes:
+        lines += ["", *notes]
     curve = next((c for c in results if c.key == "curve"), None)
     if curve is not None:
         lines += ["", "### Latency against offered load", ""]

@@ -51,6 +51,10 @@ def reader_for(url: str, *, timeout: float, connect_timeout: float) -> RedisRead
     )
 
 
+class _Lost(RedisConnectionError):
+    """The server closed or reset the connection (not a timeout, not a bad reply)."""
+
+
 def _command(*parts: bytes) -> bytes:
     out = [b"*%d\r\n" % len(parts)]
     for part in parts:
@@ -87,13 +91,21 @@ class RedisReads:
 
     async def get(self, key: str) -> bytes | None:
         """The value at ``key`` (None: no such key). Raises redis-py's ConnectionError,
-        TimeoutError or ResponseError (all RedisError)."""
+        TimeoutError or ResponseError (all RedisError).
+
+        A GET whose connection the server closed or reset before the reply (Redis restarted,
+        a proxy's idle timeout) is sent once more on a new connection, as redis-py retries;
+        a late reply or a refused connection is not retried.
+        """
         conn = self._conn
         if conn is None or conn.closed:
             conn = await self._connect()
         raw = key.encode()
         command = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(raw), raw)
-        reply = await conn.send(command)
+        try:
+            reply = await conn.send(command)
+        except _Lost:
+            reply = await (await self._connect()).send(command)
         if reply is not None and reply.__class__ is not bytes:
             raise ResponseError("unexpected reply to GET")
         return reply
@@ -201,7 +213,7 @@ class _Pipeline(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        failure = self._failure or RedisConnectionError("connection to Redis lost")
+        failure = self._failure or _Lost("connection to Redis lost")
         self._failure = failure
         if self._timer is not None:
             self._timer.cancel()
@@ -215,7 +227,7 @@ class _Pipeline(asyncio.Protocol):
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         if self.closed or self._transport is None:
-            raise self._failure or RedisConnectionError("connection to Redis lost")
+            raise self._failure or _Lost("connection to Redis lost")
         future = self._loop.create_future()
         deadline = self._loop.time() + self._timeout
         self._waiting.append((future, deadline))

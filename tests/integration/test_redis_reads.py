@@ -218,6 +218,28 @@ async def test_no_answer_fails_every_waiting_get_after_the_timeout_then_reconnec
         await r.close()
 
 
+async def test_a_get_whose_connection_the_server_drops_is_sent_again_once(silent: Scripted) -> None:
+    """As after a Redis restart or a proxy's idle timeout: the server closes the connection
+    with GETs waiting; they are sent once more on a new connection. A refused connection is
+    not retried."""
+    r = reads(f"redis://127.0.0.1:{silent.port}/0", timeout=5)
+    try:
+        first = asyncio.gather(r.get("a"), r.get("b"))
+        while not silent.writers:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        silent.reply = lambda parts: b"$" + str(len(parts[1])).encode() + b"\r\n" + parts[1] + b"\r\n"
+        silent.writers[0].transport.abort()  # closed with both GETs unanswered
+        assert await asyncio.wait_for(first, 3) == [b"a", b"b"]
+        assert silent.connections == 2
+    finally:
+        await r.close()
+    await silent.stop()
+    r = reads(f"redis://127.0.0.1:{silent.port}/0", timeout=5)
+    with pytest.raises(RedisConnectionError):
+        await r.get("a")  # nothing listens: refused
+
+
 async def test_a_cancelled_get_does_not_shift_the_replies_of_the_others(silent: Scripted) -> None:
     r = reads(f"redis://127.0.0.1:{silent.port}/0", timeout=5)
     try:

@@ -1,16 +1,40 @@
 """An Allow's CheckResponse written as wire bytes (authz.envoy.ok_wire) parses to the message
-the protobuf library builds for it (ok_response), for any headers, removals and user; and the
-encoder finds a repeated answer again without building it twice."""
+the protobuf library builds for it, for any headers, removals and user; and the encoder finds
+a repeated answer again without building it twice."""
 
 from __future__ import annotations
 
+from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as pb
+from google.rpc import code_pb2, status_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authz.decision import Allow, json_deny
-from authz.envoy import ResponseEncoder, ok_response, ok_wire
+from authz.envoy import ResponseEncoder, ok_wire
 from authz.identity import Identity
+
+AUTH_METHODS = {"bearer": "bearer", "session": "session", "skip_auth": "skip"}
+
+
+def ok_response(allow: Allow) -> pb.CheckResponse:
+    """The answer built with the protobuf library, from the Allow's fields and the metadata
+    keys authz/envoy.py documents."""
+    response = pb.CheckResponse(status=status_pb2.Status(code=code_pb2.OK))
+    ok = response.ok_response
+    ok.SetInParent()
+    for key, value in allow.headers:
+        ok.headers.add(
+            header=base_pb2.HeaderValue(key=key, value=value),
+            append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+    ok.headers_to_remove.extend(allow.remove)
+    metadata = {"decision": "allow", "reason": allow.reason, "auth_method": AUTH_METHODS.get(allow.reason, "none")}
+    if allow.identity is not None and allow.identity.user:
+        metadata["user"] = allow.identity.user
+    response.dynamic_metadata.update(metadata)
+    return response
+
 
 # Names and values of every length class a varint length has (1, 2 and 3 bytes), and non-ASCII.
 text = st.one_of(

@@ -112,7 +112,8 @@ class LoginFlow:
         sid = self._session_id(req)
         if sid is None:
             return None
-        session = await self.store.get(sid)
+        sid_digest = digest(sid)
+        session = await self.store.get_by_digest(sid_digest)
         if session is None:
             return None
         now = self._clock()
@@ -130,15 +131,14 @@ class LoginFlow:
             await self.store.put(sid, session, self._ttl(session, now))
         if strip is None:  # the names the request carries decide what is stripped
             return self._authorize(session, req, self.engine.spoofed_headers(req))
+        # A record whose answer is remembered for this header was answered above, so this is a
+        # new record or a new header.
         answers = self._answers
-        known = answers.get(key)
-        if known is not None and known[1]() is session:
-            return known[2]
         decision = self._authorize(session, req, strip)
         if len(answers) >= ANSWERS_MAX:
             answers.popitem(last=False)
         # A record the store dropped is not kept (weak reference).
-        answers[key] = (digest(sid), weakref.ref(session), decision)
+        answers[key] = (sid_digest, weakref.ref(session), decision)
         return decision
 
     def _authorize(self, session: Session, req: AuthRequest, strip: tuple[str, ...]) -> Decision:
